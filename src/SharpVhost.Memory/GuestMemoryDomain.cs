@@ -1,0 +1,122 @@
+namespace SharpVhost.Memory;
+
+/// <summary>
+/// Owns the current <see cref="GuestMemory"/> snapshot and is the one way the control path changes
+/// memory (the MMU-notifier analogue). Every change publishes a new snapshot with a higher
+/// generation, waits for a grace period (every reader that might still use the old snapshot has left
+/// its section), and only then unmaps what was retired. When a change method returns, no worker can
+/// touch the old mappings again: rule 3 of the kernel review. See docs/invalidation.md.
+///
+/// Readers never block the control path for long: they hold a section only while processing a batch.
+/// Workers cache derived state (ring pointers) tagged with the generation and re-validate lazily when
+/// a section hands them a newer one — the interval notifier's read_begin/read_retry in another form.
+/// </summary>
+public sealed class GuestMemoryDomain : IDisposable
+{
+    private readonly object _changeLock = new();
+    private readonly List<MemoryReader> _readers = [];
+    private MemoryReader[] _readerArray = [];
+    private GuestMemory _current = GuestMemory.Empty;
+    private long _generation;
+    private long _gracePeriods;
+
+    public GuestMemory Current => Volatile.Read(ref _current);
+
+    /// <summary>How many grace periods have completed (for tests and metrics).</summary>
+    public long GracePeriods => Interlocked.Read(ref _gracePeriods);
+
+    /// <summary>A reader slot for one worker thread. Dispose it when the worker stops.</summary>
+    public MemoryReader RegisterReader()
+    {
+        var reader = new MemoryReader(this);
+        lock (_changeLock)
+        {
+            _readers.Add(reader);
+            Volatile.Write(ref _readerArray, _readers.ToArray());
+        }
+        return reader;
+    }
+
+    internal void Unregister(MemoryReader reader)
+    {
+        lock (_changeLock)
+        {
+            _readers.Remove(reader);
+            Volatile.Write(ref _readerArray, _readers.ToArray());
+        }
+    }
+
+    /// <summary>Replaces the whole table (SET_MEM_TABLE). Regions not in the new table are unmapped before this returns.</summary>
+    public void ReplaceAll(IReadOnlyCollection<MemoryRegion> regions)
+        => Change(current => (GuestMemory.Create(regions, current.Log, NextGeneration()), current.Regions.Except(regions).ToArray(), null));
+
+    /// <summary>Adds one region (ADD_MEM_REG).</summary>
+    public void AddRegion(MemoryRegion region)
+    {
+        if (Current.Regions.Count >= GuestMemory.MaxRegions) throw new GuestMemoryException($"no free memory slot (limit {GuestMemory.MaxRegions})");
+        Change(current => (GuestMemory.Create(current.Regions.Append(region), current.Log, NextGeneration()), [], null));
+    }
+
+    /// <summary>Removes the region matching <paramref name="description"/> (REM_MEM_REG); false if none matches.</summary>
+    public bool RemoveRegion(RegionDescription description)
+    {
+        bool found = false;
+        Change(current =>
+        {
+            var victim = current.Regions.FirstOrDefault(r => r.GuestPhysicalAddress == description.GuestPhysicalAddress
+                && r.Size == description.Size && r.FrontendVirtualAddress == description.FrontendVirtualAddress);
+            if (victim is null) return (current, [], null);
+            found = true;
+            return (GuestMemory.Create(current.Regions.Where(r => r != victim), current.Log, NextGeneration()), [victim], null);
+        });
+        return found;
+    }
+
+    /// <summary>Starts, replaces or stops dirty logging (SET_LOG_BASE, LOG_ALL off). The old log is unmapped after the grace period.</summary>
+    public void SetLog(DirtyLog? log)
+        => Change(current => (current.WithLog(log, NextGeneration()), [], current.Log == log ? null : current.Log));
+
+    /// <summary>
+    /// A grace period without a memory change: for ring-address changes and ring stops, so that cached
+    /// ring pointers are re-derived and no worker is still using the previous ring configuration.
+    /// </summary>
+    public void Invalidate() => Change(current => (current.WithGeneration(NextGeneration()), [], null));
+
+    /// <summary>Drops every region and the log (RESET_OWNER, disconnect).</summary>
+    public void Clear() => Change(current => (GuestMemory.Create([], null, NextGeneration()), current.Regions.ToArray(), current.Log));
+
+    private long NextGeneration() => ++_generation;
+
+    private void Change(Func<GuestMemory, (GuestMemory next, MemoryRegion[] retired, DirtyLog? retiredLog)> change)
+    {
+        lock (_changeLock)
+        {
+            var current = _current;
+            var (next, retired, retiredLog) = change(current);
+            if (ReferenceEquals(next, current)) return;
+            // Publish, then wait: a reader either sees the new snapshot or is seen by the wait below
+            // (both sides do store -> full fence -> load; see MemoryReader.Enter).
+            Interlocked.Exchange(ref _current, next);
+            WaitForReadersOlderThan(next.Generation);
+            Interlocked.Increment(ref _gracePeriods);
+            foreach (var region in retired) region.Dispose();
+            retiredLog?.Dispose();
+        }
+    }
+
+    private void WaitForReadersOlderThan(long generation)
+    {
+        foreach (var reader in Volatile.Read(ref _readerArray))
+        {
+            var spin = new SpinWait();
+            while (true)
+            {
+                long seen = reader.ActiveGeneration;
+                if (seen == MemoryReader.Outside || seen >= generation) break;
+                spin.SpinOnce(sleep1Threshold: -1);
+            }
+        }
+    }
+
+    public void Dispose() => Clear();
+}

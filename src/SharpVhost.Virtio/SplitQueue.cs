@@ -1,0 +1,371 @@
+using SharpVhost.Memory;
+
+namespace SharpVhost.Virtio;
+
+/// <summary>
+/// The device side of a split virtqueue: pops descriptor chains the driver made available and
+/// returns them through the used ring, with EVENT_IDX or flag-based notification suppression.
+///
+/// Threading: configuration methods run on the control path while the worker is stopped (or are
+/// followed by <see cref="GuestMemoryDomain.Invalidate"/>); everything else runs on the queue's one
+/// worker, inside a memory read section, after <see cref="Attach"/> with that section's snapshot.
+/// Ring pointers are re-derived lazily whenever the snapshot's generation changes.
+///
+/// Every guest-controlled value is checked; a violation throws <see cref="VirtqueueException"/>
+/// and marks this queue (only) broken until it is reset.
+/// </summary>
+public sealed unsafe class SplitQueue
+{
+    private readonly DirectRingAccessor _direct = new();
+    private readonly CheckedRingAccessor _checked = new();
+    private RingAccessor _accessor;
+    private GuestMemory _memory = GuestMemory.Empty;
+    private long _boundGeneration = -1;
+    private int _configVersion, _boundConfigVersion = -1;
+
+    private ushort _lastAvail;      // next avail slot to consume (free-running)
+    private ushort _cachedAvailIdx; // last avail.idx read from the driver
+    private ushort _usedIndex;      // next used idx to publish (free-running)
+    private ushort _publishedUsed;
+    private ushort _signalledUsed;
+    private bool _signalledValid;
+    private bool _usedIndexKnown;
+    private int _pendingInterrupt;
+
+    public SplitQueue(int index, MetadataAccess access = MetadataAccess.Direct)
+    {
+        Index = index;
+        Access = access;
+        _accessor = _checked;
+    }
+
+    public int Index { get; }
+    public MetadataAccess Access { get; set; }
+    public int Size { get; private set; }
+    public RingAddresses Rings { get; private set; }
+    public bool EventIndex { get; set; }
+    public bool NotifyOnEmpty { get; set; }
+    public QueueCounters Counters { get; } = new();
+    public string? BrokenReason { get; private set; }
+    public bool IsBroken => BrokenReason is not null;
+    /// <summary>True while the last bind used direct pointers (false: checked accessor or not bound).</summary>
+    public bool UsingDirectAccess => ReferenceEquals(_accessor, _direct) && _boundGeneration >= 0;
+
+    /// <summary>The index of the next avail entry the device will consume (GET/SET_VRING_BASE).</summary>
+    public ushort LastAvailIndex => _lastAvail;
+    public ushort UsedIndex => _usedIndex;
+
+    // ---- control path ----
+
+    public void SetSize(int size)
+    {
+        if (!SplitRingLayout.IsValidQueueSize(size)) throw new VirtqueueException($"queue size {size} is not a power of two between 1 and {SplitRingLayout.MaxQueueSize}");
+        Size = size;
+        _configVersion++;
+    }
+
+    public void SetRings(RingAddresses rings)
+    {
+        Rings = rings;
+        _configVersion++;
+    }
+
+    /// <summary>Where to resume: the driver's next avail entry; the used index is then read from the ring.</summary>
+    public void SetBase(ushort lastAvailIndex)
+    {
+        _lastAvail = _cachedAvailIdx = lastAvailIndex;
+        _usedIndexKnown = false;
+        _signalledValid = false;
+        _configVersion++;
+    }
+
+    /// <summary>Forgets the error and the binding (ring reset).</summary>
+    public void Reset()
+    {
+        BrokenReason = null;
+        _lastAvail = _cachedAvailIdx = _usedIndex = _publishedUsed = 0;
+        _usedIndexKnown = false;
+        _signalledValid = false;
+        _boundGeneration = -1;
+        _memory = GuestMemory.Empty;
+        _configVersion++;
+    }
+
+    // ---- worker ----
+
+    /// <summary>
+    /// Binds the queue to the snapshot of the current read section, re-validating the ring areas if the
+    /// generation or the configuration changed since the last section. False if the queue is broken.
+    /// </summary>
+    public bool Attach(GuestMemory memory)
+    {
+        if (IsBroken) return false;
+        if (memory.Generation == _boundGeneration && _configVersion == _boundConfigVersion && ReferenceEquals(memory, _memory)) return true;
+        try
+        {
+            Bind(memory);
+            return true;
+        }
+        catch (VirtqueueException e)
+        {
+            MarkBroken(e.Message);
+            return false;
+        }
+    }
+
+    private void Bind(GuestMemory memory)
+    {
+        if (Size == 0) throw new VirtqueueException("queue size was never set");
+        if (_boundGeneration >= 0) Counters.Revalidations++;
+        _memory = memory;
+        _boundGeneration = memory.Generation;
+        _boundConfigVersion = _configVersion;
+        if (Access == MetadataAccess.Direct && _direct.Bind(memory, Rings, Size))
+        {
+            _accessor = _direct;
+            Counters.DirectBinds++;
+        }
+        else
+        {
+            if (Access == MetadataAccess.Direct) Counters.DirectFallbacks++;
+            _checked.Bind(memory, Rings, Size);
+            _accessor = _checked;
+            Counters.CheckedBinds++;
+        }
+        if (!_usedIndexKnown)
+        {
+            _usedIndex = _publishedUsed = _accessor.ReadUsedIndex();
+            _usedIndexKnown = true;
+        }
+    }
+
+    /// <summary>Marks the queue broken (e.g. a device-level protocol error) so it stops until reset.</summary>
+    public void MarkBroken(string reason)
+    {
+        BrokenReason ??= reason;
+        Counters.Errors++;
+    }
+
+    /// <summary>
+    /// Pops the next available chain into <paramref name="chain"/>. False when the ring is empty or the
+    /// queue is broken (see <see cref="BrokenReason"/>).
+    /// </summary>
+    public bool TryPop(DescriptorChain chain)
+    {
+        if (IsBroken) return false;
+        try
+        {
+            if (_lastAvail == _cachedAvailIdx)
+            {
+                ushort availIdx = _accessor.ReadAvailIndex(); // acquire: entries are read after the index
+                if ((ushort)(availIdx - _lastAvail) > Size)
+                    throw new VirtqueueException($"avail index {availIdx} is more than the queue size ahead of {_lastAvail}");
+                _cachedAvailIdx = availIdx;
+                if (availIdx == _lastAvail) return false;
+            }
+            ushort head = _accessor.ReadAvailEntry(_lastAvail & (Size - 1));
+            if (head >= Size) throw new VirtqueueException($"avail entry names descriptor {head}, queue size is {Size}");
+            ReadChain(head, chain);
+            _lastAvail++;
+            Counters.Requests++;
+            Counters.ReadableBytes += chain.ReadableBytes;
+            return true;
+        }
+        catch (VirtqueueException e)
+        {
+            MarkBroken(e.Message);
+            return false;
+        }
+    }
+
+    private void ReadChain(ushort head, DescriptorChain chain)
+    {
+        chain.Reset(head);
+        int index = head;
+        int budget = Size; // a chain never has more descriptors than the queue: more means a loop
+        while (true)
+        {
+            if (--budget < 0) throw new VirtqueueException($"descriptor chain from {head} is longer than the queue (loop?)");
+            var d = _accessor.ReadDescriptor(index);
+            chain.DescriptorCount++;
+            if (d.IsIndirect)
+            {
+                if (chain.Count != 0 || d.HasNext) throw new VirtqueueException($"indirect descriptor {index} is not alone in its chain");
+                ReadIndirect(d, chain, budget + 1);
+                return;
+            }
+            AddSegments(d, chain);
+            if (!d.HasNext) return;
+            index = d.Next;
+            if (index >= Size) throw new VirtqueueException($"descriptor {d.Next} named by a NEXT link is outside the queue (size {Size})");
+        }
+    }
+
+    private void ReadIndirect(in VirtqDescriptor table, DescriptorChain chain, int maxEntries)
+    {
+        if (table.Length == 0 || table.Length % SplitRingLayout.DescriptorSize != 0)
+            throw new VirtqueueException($"indirect table length {table.Length} is not a non-zero multiple of 16");
+        int count = (int)(table.Length / SplitRingLayout.DescriptorSize);
+        if (count > maxEntries) throw new VirtqueueException($"indirect table has {count} entries, more than the queue size {Size}");
+        bool direct = _memory.TryTranslate(table.Address, table.Length, false, out nint tableHost);
+        int index = 0;
+        for (int seen = 0; ; seen++)
+        {
+            if (seen >= count) throw new VirtqueueException("indirect chain is longer than its table (loop?)");
+            var d = direct
+                ? System.Runtime.CompilerServices.Unsafe.ReadUnaligned<VirtqDescriptor>((byte*)tableHost + index * SplitRingLayout.DescriptorSize)
+                : ReadChecked(table.Address + (ulong)index * SplitRingLayout.DescriptorSize);
+            if (d.IsIndirect) throw new VirtqueueException("nested indirect table");
+            AddSegments(d, chain);
+            if (!d.HasNext) return;
+            index = d.Next;
+            if (index >= count) throw new VirtqueueException($"indirect NEXT link {d.Next} is outside its table of {count}");
+        }
+    }
+
+    private VirtqDescriptor ReadChecked(ulong gpa)
+    {
+        try { return _memory.Read<VirtqDescriptor>(gpa); }
+        catch (GuestMemoryException e) { throw new VirtqueueException("indirect table: " + e.Message); }
+    }
+
+    /// <summary>Translates one descriptor, splitting it where it crosses from one region into an adjacent one.</summary>
+    private void AddSegments(in VirtqDescriptor d, DescriptorChain chain)
+    {
+        if (d.Length == 0) return;
+        if (d.Address + d.Length < d.Address) throw new VirtqueueException($"descriptor address {d.Address:x} + length {d.Length} overflows");
+        bool write = d.IsDeviceWritable;
+        if (_memory.TryTranslate(d.Address, d.Length, write, out nint host))
+        {
+            chain.Add(new BufferSegment(d.Address, d.Length, write, host));
+            return;
+        }
+        ulong address = d.Address;
+        ulong remaining = d.Length;
+        while (remaining > 0)
+        {
+            var region = _memory.FindByGuest(address);
+            if (region is null || (write && !region.Writable))
+                throw new VirtqueueException($"buffer [{d.Address:x}, +{d.Length}) is not {(write ? "writable " : "")}guest memory");
+            ulong offset = address - region.GuestPhysicalAddress;
+            ulong n = Math.Min(remaining, region.Size - offset);
+            chain.Add(new BufferSegment(address, (uint)n, write, region.HostAddress + (nint)offset));
+            address += n;
+            remaining -= n;
+        }
+    }
+
+    /// <summary>
+    /// Writes a used element for <paramref name="chain"/> without publishing it. When dirty logging is
+    /// on, every device-writable page of the chain is logged now, before any used index can expose it.
+    /// </summary>
+    public void AddUsed(DescriptorChain chain, uint written)
+    {
+        if (_memory.Log is { } log)
+            foreach (var s in chain.Writable) log.Mark(s.GuestAddress, s.Length);
+        AddUsed(chain.Id, written);
+        Counters.WritableBytes += written;
+    }
+
+    /// <summary>Writes a used element without publishing it (batching).</summary>
+    public void AddUsed(ushort id, uint written)
+    {
+        if (IsBroken) return;
+        try
+        {
+            _accessor.WriteUsedElement(_usedIndex & (Size - 1), id, written);
+            _usedIndex++;
+        }
+        catch (VirtqueueException e) { MarkBroken(e.Message); }
+    }
+
+    /// <summary>Publishes every used element added so far with one index write (release ordering).</summary>
+    public void FlushUsed()
+    {
+        if (IsBroken || _publishedUsed == _usedIndex) return;
+        try
+        {
+            _accessor.PublishUsedIndex(_usedIndex);
+            _publishedUsed = _usedIndex;
+            _pendingInterrupt = 1;
+        }
+        catch (VirtqueueException e) { MarkBroken(e.Message); }
+    }
+
+    /// <summary>Adds and publishes one used element.</summary>
+    public void Push(DescriptorChain chain, uint written)
+    {
+        AddUsed(chain, written);
+        FlushUsed();
+    }
+
+    /// <summary>
+    /// Whether the driver wants an interrupt for what was published since the last call: EVENT_IDX's
+    /// used_event rule, else the NO_INTERRUPT flag, overridden by NOTIFY_ON_EMPTY when the ring ran dry.
+    /// </summary>
+    public bool ShouldInterrupt()
+    {
+        if (IsBroken || _pendingInterrupt == 0) return false;
+        _pendingInterrupt = 0;
+        try
+        {
+            Interlocked.MemoryBarrier(); // the used index must be visible before we read the driver's wishes
+            if (NotifyOnEmpty && _accessor.ReadAvailIndex() == _lastAvail) { NoteInterrupt(); return true; }
+            bool need;
+            if (EventIndex)
+            {
+                ushort usedEvent = _accessor.ReadUsedEvent();
+                need = !_signalledValid || SplitRingLayout.NeedsEvent(usedEvent, _publishedUsed, _signalledUsed);
+                _signalledUsed = _publishedUsed;
+                _signalledValid = true;
+            }
+            else
+            {
+                need = (_accessor.ReadAvailFlags() & SplitRingLayout.AvailNoInterrupt) == 0;
+            }
+            if (need) Counters.Interrupts++;
+            return need;
+        }
+        catch (VirtqueueException e)
+        {
+            MarkBroken(e.Message);
+            return false;
+        }
+    }
+
+    private void NoteInterrupt()
+    {
+        Counters.Interrupts++;
+        _signalledUsed = _publishedUsed;
+        _signalledValid = true;
+    }
+
+    /// <summary>Asks the driver not to kick while we are busy (no-op with EVENT_IDX, where avail_event is simply left behind).</summary>
+    public void DisableKicks()
+    {
+        if (IsBroken || EventIndex) return;
+        try { _accessor.WriteUsedFlags(SplitRingLayout.UsedNoNotify); }
+        catch (VirtqueueException e) { MarkBroken(e.Message); }
+    }
+
+    /// <summary>
+    /// Asks the driver to kick for the next buffer, then re-checks the ring: true means work arrived
+    /// meanwhile and the caller must keep processing instead of sleeping (the classic lost-wakeup fix).
+    /// </summary>
+    public bool EnableKicks()
+    {
+        if (IsBroken) return false;
+        try
+        {
+            if (EventIndex) _accessor.WriteAvailEvent(_lastAvail);
+            else _accessor.WriteUsedFlags(0);
+            Interlocked.MemoryBarrier();
+            return _accessor.ReadAvailIndex() != _lastAvail;
+        }
+        catch (VirtqueueException e)
+        {
+            MarkBroken(e.Message);
+            return false;
+        }
+    }
+}
