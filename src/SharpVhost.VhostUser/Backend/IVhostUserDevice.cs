@@ -1,0 +1,54 @@
+using SharpVhost.Memory;
+using SharpVhost.Virtio;
+
+namespace SharpVhost.VhostUser.Backend;
+
+/// <summary>
+/// What a virtio device (block, net) gives the device-agnostic backend session: its features, its
+/// queues, its config space, and a processor per queue. The session owns the protocol, memory and
+/// rings; the device only turns descriptor chains into I/O.
+/// </summary>
+public interface IVhostUserDevice
+{
+    /// <summary>"block" or "net": used in logs and metrics.</summary>
+    string Kind { get; }
+
+    /// <summary>Virtio feature bits the device offers (device bits plus the ring bits it supports).</summary>
+    ulong Features { get; }
+
+    /// <summary>Protocol features beyond those the session always offers (e.g. CONFIG, MQ, MTU).</summary>
+    ulong ExtraProtocolFeatures { get; }
+
+    /// <summary>How many queues the device has at most (GET_QUEUE_NUM).</summary>
+    int QueueCount { get; }
+
+    /// <summary>The virtio config space (GET_CONFIG reads from it).</summary>
+    ReadOnlySpan<byte> Config { get; }
+
+    /// <summary>A driver write to config space (SET_CONFIG); false to reject it.</summary>
+    bool WriteConfig(uint offset, ReadOnlySpan<byte> data);
+
+    /// <summary>The features the frontend accepted (SET_FEATURES).</summary>
+    void OnFeaturesNegotiated(ulong features);
+
+    /// <summary>Creates the object that handles one queue's chains; called when the queue starts.</summary>
+    IQueueProcessor CreateProcessor(int queueIndex);
+}
+
+/// <summary>Handles the chains of one queue, on that queue's worker thread.</summary>
+public interface IQueueProcessor
+{
+    /// <summary>
+    /// Pops and completes up to <paramref name="budget"/> chains (adding used elements; the worker
+    /// publishes and interrupts). Runs inside a memory read section with <paramref name="memory"/>
+    /// bound to <paramref name="queue"/>. Returns how many chains it handled.
+    /// </summary>
+    int Process(SplitQueue queue, GuestMemory memory, int budget);
+
+    /// <summary>
+    /// A descriptor that becomes readable when the processor has work that did not come from a kick
+    /// (e.g. frames waiting for a net receive queue); the worker wakes on it as on a kick. The
+    /// processor consumes it. -1 when there is none.
+    /// </summary>
+    int WakeFd => -1;
+}

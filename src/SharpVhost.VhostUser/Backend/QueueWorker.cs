@@ -1,0 +1,122 @@
+using Microsoft.Extensions.Logging;
+using SharpVhost.Interop;
+using SharpVhost.Memory;
+using SharpVhost.Virtio;
+
+namespace SharpVhost.VhostUser.Backend;
+
+/// <summary>
+/// One thread per started queue: sleeps on the kick eventfd (or busy-polls), then processes the ring
+/// in batches, each batch inside its own memory read section so that invalidations never wait
+/// longer than one batch. Stopping (GET_VRING_BASE, disconnect) joins the thread.
+/// </summary>
+public sealed class QueueWorker : IDisposable
+{
+    private const int BatchBudget = 64;
+    private readonly SplitQueue _queue;
+    private readonly GuestMemoryDomain _domain;
+    private readonly IQueueProcessor _processor;
+    private readonly EventFd? _kick, _call, _err;
+    private readonly EventFd _stop = EventFd.Create(nonBlocking: true);
+    private readonly ILogger _log;
+    private readonly Thread _thread;
+    private volatile bool _stopping;
+
+    public bool BusyPoll { get; }
+
+    public QueueWorker(SplitQueue queue, GuestMemoryDomain domain, IQueueProcessor processor,
+        EventFd? kick, EventFd? call, EventFd? err, bool busyPoll, ILogger log)
+    {
+        _queue = queue;
+        _domain = domain;
+        _processor = processor;
+        _kick = kick;
+        _call = call;
+        _err = err;
+        _log = log;
+        BusyPoll = busyPoll || kick is null;
+        _thread = new Thread(Run) { IsBackground = true, Name = $"vq{queue.Index}" };
+    }
+
+    public void Start() => _thread.Start();
+
+    private void Run()
+    {
+        using var reader = _domain.RegisterReader();
+        int wakeFd = _processor.WakeFd;
+        Span<int> fds = stackalloc int[wakeFd >= 0 ? 3 : 2];
+        try
+        {
+            // Work may have been queued before we started (reconnect, or a kick we did not see).
+            Drain(reader);
+            while (!_stopping && !_queue.IsBroken)
+            {
+                if (BusyPoll)
+                {
+                    if (!Drain(reader)) Thread.SpinWait(50);
+                    continue;
+                }
+                fds[0] = _kick!.Fd; fds[1] = _stop.Fd;
+                if (wakeFd >= 0) fds[2] = wakeFd;
+                int ready = EventFd.WaitAny(fds, -1);
+                if (_stopping || ready == 1) break;
+                if (ready == 0 && _kick.TryConsume()) _queue.Counters.Kicks++;
+                Drain(reader);
+            }
+        }
+        catch (Exception e)
+        {
+            _queue.MarkBroken($"worker failed: {e.Message}");
+            _log.LogError(e, "queue {Queue} worker failed", _queue.Index);
+        }
+        if (_queue.IsBroken)
+        {
+            _log.LogWarning("queue {Queue} stopped: {Reason}", _queue.Index, _queue.BrokenReason);
+            _err?.Signal();
+        }
+    }
+
+    /// <summary>Processes until the ring is empty with kicks re-enabled. Returns whether anything was done.</summary>
+    private bool Drain(MemoryReader reader)
+    {
+        bool any = false;
+        while (!_stopping)
+        {
+            var memory = reader.Enter();
+            int handled;
+            bool more;
+            try
+            {
+                if (!_queue.Attach(memory)) return any;
+                _queue.DisableKicks();
+                handled = _processor.Process(_queue, memory, BatchBudget);
+                _queue.FlushUsed();
+                if (_queue.ShouldInterrupt()) _call?.Signal();
+                // Full batch: go round again (after leaving the section). Short batch: ring looked empty;
+                // re-enable kicks and re-check so a buffer added meanwhile is not stranded.
+                more = handled == BatchBudget || (!BusyPoll && _queue.EnableKicks());
+            }
+            finally
+            {
+                reader.Exit();
+            }
+            any |= handled > 0;
+            if (!more || _queue.IsBroken) return any;
+        }
+        return any;
+    }
+
+    /// <summary>Stops the thread and waits for it: after this returns the worker touches nothing.</summary>
+    public void Stop()
+    {
+        _stopping = true;
+        _stop.Signal();
+        if (_thread.IsAlive && Thread.CurrentThread != _thread) _thread.Join();
+    }
+
+    public void Dispose()
+    {
+        Stop();
+        _stop.Dispose();
+    }
+}
