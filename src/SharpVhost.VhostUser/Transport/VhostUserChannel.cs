@@ -170,6 +170,8 @@ public sealed class VhostUserChannel : IDisposable
     public bool Acknowledge(in VhostUserHeader request, bool success)
     {
         if (!request.NeedReply || request.IsReply) return false;
+        // Requests with a reply of their own are answered by that reply, never by an extra status.
+        if (Kind == VhostUserChannelKind.Main && MessageRules.HasExplicitReply((FrontEndRequest)request.Request)) return false;
         Span<byte> bytes = stackalloc byte[U64Payload.Size];
         new U64Payload(success ? 0UL : 1UL).Write(bytes);
         Send(request.Request, VhostUserHeaderFlags.Reply, bytes);
@@ -212,6 +214,18 @@ public sealed class VhostUserChannel : IDisposable
             }
             return null;
         }
+    }
+
+    /// <summary>
+    /// Wakes a thread blocked in <see cref="Receive"/> (it then returns null) and stops further
+    /// traffic. Use this to end a session from another thread: disposing alone does not interrupt a
+    /// blocked receive, because the descriptor stays referenced while the call runs.
+    /// </summary>
+    public void Shutdown()
+    {
+        try { _socket.Shutdown(SocketShutdown.Both); }
+        catch (SocketException) { }
+        catch (ObjectDisposedException) { }
     }
 
     public void Dispose() => _socket.Dispose();

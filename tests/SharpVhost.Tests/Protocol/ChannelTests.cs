@@ -165,3 +165,76 @@ public class ChannelTests
         thread.Join();
     }
 }
+
+/// <summary>Sockets created the ordinary .NET way, including async accept/connect (which leave the
+/// descriptor non-blocking), work with the fd-passing channel.</summary>
+public class ListenerSocketTests
+{
+    [Fact]
+    public async Task AsyncAcceptedSocketsCarryMessagesAndFds()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"sv-proto-{Guid.NewGuid():N}.sock");
+        try
+        {
+            using var listener = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+            listener.Bind(new System.Net.Sockets.UnixDomainSocketEndPoint(path));
+            listener.Listen(1);
+            var client = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+            var accept = listener.AcceptAsync();
+            await client.ConnectAsync(new System.Net.Sockets.UnixDomainSocketEndPoint(path));
+            var server = await accept;
+
+            using var backend = new VhostUserChannel(server, VhostUserRole.BackEnd);
+            using var fe = new FrontEndConnection(client);
+            var thread = new Thread(() =>
+            {
+                while (backend.Receive() is { } msg)
+                    using (msg)
+                    {
+                        if (msg.FrontEndRequest == FrontEndRequest.GetQueueNum) backend.SendReplyU64(msg, 4);
+                        else if (msg.FrontEndRequest == FrontEndRequest.SetVringCall) { using var call = msg.Fds.Take(0); }
+                    }
+            });
+            thread.Start();
+            using (var devNull = File.OpenHandle("/dev/null"))
+                fe.Send(FrontEndRequest.SetVringCall, new VringFd(0, NoFd: false), [(int)devNull.DangerousGetHandle()]);
+            Assert.Equal(4UL, fe.GetU64(FrontEndRequest.GetQueueNum));
+            fe.Channel.Shutdown();
+            thread.Join();
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
+    public void ReceiveTimeoutApplies()
+    {
+        var (a, b) = SharpVhost.Interop.UnixSockets.CreatePair();
+        using (a)
+        using (var channel = new VhostUserChannel(b, VhostUserRole.FrontEnd))
+        {
+            b.ReceiveTimeout = 200;
+            var e = Assert.Throws<System.Net.Sockets.SocketException>(() => channel.Receive());
+            Assert.Equal(System.Net.Sockets.SocketError.TimedOut, e.SocketErrorCode);
+        }
+    }
+
+    [Fact]
+    public void ShutdownWakesABlockedReceive()
+    {
+        var (a, b) = SharpVhost.Interop.UnixSockets.CreatePair();
+        using (a)
+        using (var channel = new VhostUserChannel(b, VhostUserRole.BackEnd))
+        {
+            VhostUserMessage? result = null;
+            var thread = new Thread(() => result = channel.Receive());
+            thread.Start();
+            Thread.Sleep(100);
+            channel.Shutdown();
+            Assert.True(thread.Join(5000));
+            Assert.Null(result);
+        }
+    }
+}
