@@ -2,7 +2,7 @@ namespace SharpVhost.VhostUser.Protocol;
 
 /// <summary>
 /// Protocol feature bits negotiated with GET/SET_PROTOCOL_FEATURES (only when the virtio feature
-/// bit 30, <see cref="VhostUserProtocolFeatures"/> support, was offered).
+/// bit 30, <see cref="VhostUserFeatureBits.ProtocolFeatures"/>, was offered).
 /// </summary>
 [Flags]
 public enum VhostUserProtocolFeatures : ulong
