@@ -60,7 +60,8 @@ public sealed class BlockClient : IDisposable
         Memory = session.ShareMemory(options.BufferBytes + (ulong)queues * perQueue);
         _queues = new ClientQueue[queues];
         for (int i = 0; i < queues; i++)
-            _queues[i] = new ClientQueue(session.StartQueue(i, options.QueueSize), Memory, Math.Min(options.QueueDepth, options.QueueSize));
+            _queues[i] = new ClientQueue(session.StartQueue(i, options.QueueSize), Memory, Math.Min(options.QueueDepth, options.QueueSize),
+                VirtioFeatureBits.Has(session.Features, VirtioFeatureBits.RingIndirectDesc));
     }
 
     public static BlockClient Connect(string socketPath, BlockClientOptions? options = null, ILogger? logger = null)
@@ -110,7 +111,8 @@ public sealed class BlockClient : IDisposable
     /// <summary>One queue: request slots (header, status, segment in shared memory), submission and a completion thread.</summary>
     private sealed class ClientQueue : IDisposable
     {
-        public const int SlotBytes = 64; // header 0..16, status 16, discard segment 32..48
+        public const int SlotBytes = 128; // header 0..16, status 16, discard segment 32..48, indirect table 64..128
+        private const int MaxDescriptorsPerRequest = 4;
         private readonly FrontendQueue _queue;
         private readonly SharedMemory _memory;
         private readonly ulong _slotBase;
@@ -123,8 +125,13 @@ public sealed class BlockClient : IDisposable
         private volatile bool _stopping;
         public SharedBuffer IdBuffer { get; }
 
-        public ClientQueue(FrontendQueue queue, SharedMemory memory, int depth)
+        private readonly bool _indirect;
+
+        public ClientQueue(FrontendQueue queue, SharedMemory memory, int depth, bool indirect)
         {
+            _indirect = indirect;
+            // Without indirect tables a request takes up to four ring descriptors.
+            if (!indirect) depth = Math.Max(1, Math.Min(depth, queue.Ring.Size / MaxDescriptorsPerRequest));
             _queue = queue;
             _memory = memory;
             _slotBase = memory.Allocate((ulong)(depth * SlotBytes), 64);
@@ -167,7 +174,10 @@ public sealed class BlockClient : IDisposable
                 }
                 if (data.Length > 0) buffers[n++] = new DriverBuffer(data.GuestAddress, (uint)data.Length, deviceWrites);
                 buffers[n++] = new DriverBuffer(header + 16, 1, true);
-                if (!_queue.Ring.TryAdd(buffers[..n], out ushort head)) throw new InvalidOperationException("ring full despite the depth limit");
+                bool added = _indirect
+                    ? _queue.Ring.TryAddIndirect(_memory.Memory, header + 64, buffers[..n], out ushort head)
+                    : _queue.Ring.TryAdd(buffers[..n], out head);
+                if (!added) throw new InvalidOperationException("ring full despite the depth limit");
                 _slotOfHead[head] = slot;
                 _pending[slot] = completion;
                 _queue.Publish();

@@ -3,7 +3,6 @@ using Microsoft.Extensions.Logging;
 using SharpVhost.Interop;
 using SharpVhost.Memory;
 using SharpVhost.VhostUser.Protocol;
-using SharpVhost.VhostUser.Protocol.Payloads;
 using SharpVhost.VhostUser.Transport;
 using SharpVhost.Virtio;
 using GuestRegion = SharpVhost.Memory.MemoryRegion;
@@ -221,7 +220,7 @@ public sealed class BackendSession : IDisposable
         if (!_memory.RemoveRegion(ToDescription(region))) throw new VhostUserSessionException($"no region at guest address {region.GuestPhysAddr:x} to remove");
     }
 
-    private static RegionDescription ToDescription(Protocol.Payloads.MemoryRegion r) => new(r.GuestPhysAddr, r.Size, r.UserAddr, r.MmapOffset);
+    private static RegionDescription ToDescription(Protocol.MemoryRegion r) => new(r.GuestPhysAddr, r.Size, r.UserAddr, r.MmapOffset);
 
     private void SetLogBase(VhostUserMessage m)
     {

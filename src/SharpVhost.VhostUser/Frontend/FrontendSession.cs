@@ -2,7 +2,6 @@ using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using SharpVhost.Interop;
 using SharpVhost.VhostUser.Protocol;
-using SharpVhost.VhostUser.Protocol.Payloads;
 using SharpVhost.VhostUser.Transport;
 using SharpVhost.Virtio;
 
@@ -80,7 +79,7 @@ public sealed class FrontendSession : IDisposable
     {
         if (Memory is not null) throw new InvalidOperationException("memory is already shared");
         var memory = new SharedMemory(size);
-        var region = new Protocol.Payloads.MemoryRegion(memory.Region.GuestPhysicalAddress, memory.Region.Size, memory.Region.FrontendVirtualAddress, 0);
+        var region = new Protocol.MemoryRegion(memory.Region.GuestPhysicalAddress, memory.Region.Size, memory.Region.FrontendVirtualAddress, 0);
         var table = new MemoryTable([region]);
         Span<byte> bytes = stackalloc byte[table.WireSize];
         table.Write(bytes);
@@ -93,7 +92,7 @@ public sealed class FrontendSession : IDisposable
     /// <summary>Reads <paramref name="size"/> bytes of the device's config space.</summary>
     public byte[] GetConfig(uint offset, int size)
     {
-        var request = new ConfigSpace(offset, ConfigSpaceFlags.None, new byte[size]);
+        var request = new ConfigSpace(offset, ConfigSpaceFlags.Writable, new byte[size]);
         return _connection.Call<ConfigSpace, ConfigSpace>(FrontEndRequest.GetConfig, request).Data;
     }
 
