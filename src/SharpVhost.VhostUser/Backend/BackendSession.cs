@@ -46,7 +46,7 @@ public sealed class BackendSession : IDisposable
     public ulong OfferedFeatures => _device.Features | VirtioFeatureBits.Bit(VirtioFeatureBits.ProtocolFeatures);
     public ulong OfferedProtocolFeatures => AlwaysOfferedProtocolFeatures | _device.ExtraProtocolFeatures;
     public GuestMemoryDomain Memory => _memory;
-    public IReadOnlyList<SplitQueue> Queues => _queues.Select(q => q.Queue).ToArray();
+    public IReadOnlyList<IDeviceQueue> Queues => _queues.Select(q => q.Queue).ToArray();
     public ulong NegotiatedFeatures => _features;
 
     /// <summary>Serves one connected frontend until it disconnects, the stream breaks, or <paramref name="cancel"/> fires.</summary>
@@ -278,8 +278,7 @@ public sealed class BackendSession : IDisposable
     {
         var slot = Slot(state.Index);
         if (slot.Running) throw new VhostUserSessionException($"queue {state.Index} is running; its base cannot change");
-        if (state.Num > ushort.MaxValue) throw new VhostUserSessionException($"vring base {state.Num} does not fit a split ring's 16-bit index");
-        slot.Queue.SetBase((ushort)state.Num);
+        slot.Queue.SetBase(state.Num);
     }
 
     private VringState GetVringBase(VringState state)
@@ -289,7 +288,7 @@ public sealed class BackendSession : IDisposable
         slot.Started = false;
         slot.Kick?.Dispose(); slot.Kick = null;
         slot.Call?.Dispose(); slot.Call = null;
-        return new VringState(state.Index, slot.Queue.LastAvailIndex);
+        return new VringState(state.Index, slot.Queue.GetBase());
     }
 
     private void SetVringFd(VhostUserMessage m, FrontEndRequest request)

@@ -10,7 +10,7 @@ namespace SharpVhost.VhostUser.Backend;
 /// </summary>
 internal sealed class QueueSlot(int index, MetadataAccess access) : IDisposable
 {
-    public SplitQueue Queue { get; } = new(index, access);
+    public IDeviceQueue Queue { get; set; } = new SplitQueue(index, access);
     public int Index => index;
     public EventFd? Kick;
     public EventFd? Call;

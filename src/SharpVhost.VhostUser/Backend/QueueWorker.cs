@@ -13,7 +13,7 @@ namespace SharpVhost.VhostUser.Backend;
 public sealed class QueueWorker : IDisposable
 {
     private const int BatchBudget = 64;
-    private readonly SplitQueue _queue;
+    private readonly IDeviceQueue _queue;
     private readonly GuestMemoryDomain _domain;
     private readonly IQueueProcessor _processor;
     private readonly EventFd? _kick;
@@ -25,7 +25,7 @@ public sealed class QueueWorker : IDisposable
 
     public bool BusyPoll { get; }
 
-    public QueueWorker(SplitQueue queue, GuestMemoryDomain domain, IQueueProcessor processor,
+    public QueueWorker(IDeviceQueue queue, GuestMemoryDomain domain, IQueueProcessor processor,
         EventFd? kick, EventFd? call, EventFd? err, bool busyPoll, ILogger log)
     {
         _queue = queue;
