@@ -34,6 +34,7 @@ public sealed class BackendSession : IDisposable
     private bool _featuresSet;
     private DirtyLog? _pendingLog; // from SET_LOG_BASE; published while LOG_ALL is negotiated
     private byte _status;
+    private readonly IDisposable _metrics;
 
     public BackendSession(IVhostUserDevice device, BackendOptions options, ILogger logger)
     {
@@ -41,6 +42,7 @@ public sealed class BackendSession : IDisposable
         _options = options;
         _log = logger;
         _queues = Enumerable.Range(0, device.QueueCount).Select(i => new QueueSlot(i, options.Metadata)).ToArray();
+        _metrics = BackendMetrics.Register(device.Kind, () => _queues.Select(q => q.Queue));
     }
 
     public ulong OfferedFeatures => _device.Features | VirtioFeatureBits.Bit(VirtioFeatureBits.ProtocolFeatures);
@@ -423,5 +425,9 @@ public sealed class BackendSession : IDisposable
         }
     }
 
-    public void Dispose() => StopEverything();
+    public void Dispose()
+    {
+        StopEverything();
+        _metrics.Dispose();
+    }
 }
