@@ -73,8 +73,9 @@ public sealed unsafe class CheckedRingAccessor : RingAccessor
 
     public override void PublishUsedIndex(ushort index)
     {
-        LogUsedWrite(SplitRingLayout.UsedIdxOffset, 2);
         Volatile.Write(ref *(ushort*)At("used ring", Rings.Used, SplitRingLayout.UsedIdxOffset, 2, true), index);
+        // logged after the write: see DirectRingAccessor.PublishUsedIndex
+        LogUsedWrite(SplitRingLayout.UsedIdxOffset, 2);
     }
 
     public override void WriteUsedFlags(ushort flags)
