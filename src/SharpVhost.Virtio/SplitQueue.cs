@@ -136,7 +136,7 @@ public sealed unsafe class SplitQueue : IDeviceQueue
         else
         {
             if (Access == MetadataAccess.Direct) Counters.DirectFallbacks++;
-            _checked.Bind(memory, Rings, Size);
+            if (!_checked.Bind(memory, Rings, Size)) throw new VirtqueueException(_checked.BindError!);
             _accessor = _checked;
             Counters.CheckedBinds++;
         }
@@ -198,7 +198,7 @@ public sealed unsafe class SplitQueue : IDeviceQueue
             chain.DescriptorCount++;
             if (d.IsIndirect)
             {
-                if (chain.Count != 0 || d.HasNext) throw new VirtqueueException($"indirect descriptor {index} is not alone in its chain");
+                if (chain.DescriptorCount != 1 || d.HasNext) throw new VirtqueueException($"indirect descriptor {index} is not alone in its chain");
                 ReadIndirect(d, chain, budget + 1);
                 return;
             }
@@ -216,6 +216,8 @@ public sealed unsafe class SplitQueue : IDeviceQueue
         int count = (int)(table.Length / SplitRingLayout.DescriptorSize);
         if (count > maxEntries) throw new VirtqueueException($"indirect table has {count} entries, more than the queue size {Size}");
         bool direct = _memory.TryTranslate(table.Address, table.Length, false, out nint tableHost);
+        if (!direct && !IsGuestRange(table.Address, table.Length)) // the whole table, not just the entries we follow
+            throw new VirtqueueException($"indirect table [{table.Address:x}, +{table.Length}) is not guest memory");
         int index = 0;
         for (int seen = 0; ; seen++)
         {
@@ -229,6 +231,20 @@ public sealed unsafe class SplitQueue : IDeviceQueue
             index = d.Next;
             if (index >= count) throw new VirtqueueException($"indirect NEXT link {d.Next} is outside its table of {count}");
         }
+    }
+
+    private bool IsGuestRange(ulong gpa, ulong length)
+    {
+        if (gpa + length < gpa) return false;
+        while (length > 0)
+        {
+            var region = _memory.FindByGuest(gpa);
+            if (region is null) return false;
+            ulong n = Math.Min(length, region.Size - (gpa - region.GuestPhysicalAddress));
+            gpa += n;
+            length -= n;
+        }
+        return true;
     }
 
     private VirtqDescriptor ReadChecked(ulong gpa)
