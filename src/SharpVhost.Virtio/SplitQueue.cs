@@ -84,6 +84,7 @@ public sealed unsafe class SplitQueue
     {
         BrokenReason = null;
         _lastAvail = _cachedAvailIdx = _usedIndex = _publishedUsed = 0;
+        _pendingInterrupt = 0;
         _usedIndexKnown = false;
         _signalledValid = false;
         _boundGeneration = -1;
