@@ -272,3 +272,43 @@ public class MaliciousRingTests
         Assert.Throws<VirtqueueException>(() => q.SetSize(65536));
     }
 }
+
+public class LargeDescriptorTests
+{
+    /// <summary>
+    /// A descriptor may legally be up to 4 GiB - 1 long; spans are int-sized. A 2.25 GiB buffer in a
+    /// 3 GiB region must come out as segments a Span can cover, not as a crash in the device.
+    /// </summary>
+    [Theory, MemberData(nameof(Echo.Accesses), MemberType = typeof(Echo))]
+    public void DescriptorsLongerThanASpanAreSplit(MetadataAccess access)
+    {
+        const ulong size = 3UL << 30; // sparse memfd: only touched pages use memory
+        using var guest = new TestGuest(size);
+        var h = new QueueHarness(guest, 4, access);
+        ulong data = TestGuest.Gpa(1UL << 20);
+        const uint huge = 0x9000_0000;
+        Assert.True(h.Driver.TryAdd([new(data, huge, false), new(data, 16, true)], out ushort head));
+        h.Driver.Publish();
+        Assert.True(h.Attach());
+        Assert.True(h.Device.TryPop(h.Chain), h.Device.BrokenReason);
+        Assert.Equal(huge, h.Chain.ReadableBytes);
+        Assert.True(h.Chain.ReadableCount >= 2);
+        ulong total = 0, next = data;
+        foreach (var s in h.Chain.Readable)
+        {
+            Assert.True(s.Length <= int.MaxValue);
+            Assert.Equal(next, s.GuestAddress);
+            Assert.Equal((int)s.Length, h.Chain.GetSpan(s).Length);
+            total += s.Length;
+            next += s.Length;
+        }
+        Assert.Equal(huge, total);
+        // The last byte of the buffer is reachable through its segment.
+        var last = h.Chain.Readable[^1];
+        guest.Bytes(data + huge - 1, 1)[0] = 0x77;
+        Assert.Equal(0x77, h.Chain.GetSpan(last)[^1]);
+        h.Device.Push(h.Chain, 16);
+        Assert.True(h.Driver.TryGetUsed(out ushort id, out uint len));
+        Assert.Equal((head, 16u), (id, len));
+    }
+}
