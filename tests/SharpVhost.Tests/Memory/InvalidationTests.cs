@@ -135,7 +135,7 @@ public class InvalidationTests(ITestOutputHelper output)
                                 // Let the direct worker run a section in this generation (synchronisation, not timing).
                                 long seen = Interlocked.Read(ref workers[0].Sections);
                                 var spin = new SpinWait();
-                                while (Interlocked.Read(ref workers[0].Sections) < seen + 2 && workers[0].Failure is null ) spin.SpinOnce(sleep1Threshold: -1);
+                                while (Interlocked.Read(ref workers[0].Sections) < seen + 2 && workers[0].Failure is null) spin.SpinOnce(sleep1Threshold: -1);
                             }
                             break;
                         }
