@@ -93,7 +93,7 @@ public sealed class BackendProcess : IAsyncDisposable
             if (!_process.HasExited)
             {
                 // A polite stop first so a backend can flush and unlink its socket.
-                Signal(_process.Id, "TERM");
+                Signals.Terminate(_process.Id);
                 using var grace = new CancellationTokenSource(StopGrace);
                 try { await _process.WaitForExitAsync(grace.Token); }
                 catch (OperationCanceledException)
@@ -108,11 +108,5 @@ public sealed class BackendProcess : IAsyncDisposable
         catch (InvalidOperationException) { } // never started
         try { File.WriteAllText(_logPath, Log); } catch (IOException) { }
         _process.Dispose();
-    }
-
-    private static void Signal(int pid, string signal)
-    {
-        using var kill = Process.Start(new ProcessStartInfo("kill") { ArgumentList = { "-" + signal, pid.ToString() } });
-        kill?.WaitForExit(5000);
     }
 }
