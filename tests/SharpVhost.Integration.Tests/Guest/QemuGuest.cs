@@ -24,6 +24,8 @@ public sealed class QemuGuest : IAsyncDisposable
     private readonly TaskCompletionSource<int> _exitMarkerSeen = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly StreamWriter _consoleLog;
     private bool _consoleLogClosed;
+    private bool _disposed;
+    private bool _exitedAtDispose;
 
     private QemuGuest(QemuGuestOptions options, Process process, StreamWriter consoleLog)
     {
@@ -33,6 +35,9 @@ public sealed class QemuGuest : IAsyncDisposable
     }
 
     public string Name => _options.Name;
+
+    /// <summary>True once QEMU is gone; after dispose, whether killing it worked.</summary>
+    public bool HasExited => _disposed ? _exitedAtDispose : _process.HasExited;
 
     /// <summary>Everything QEMU and the guest printed so far (serial console and QEMU's stderr).</summary>
     public string Console
@@ -152,6 +157,7 @@ public sealed class QemuGuest : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (_disposed) return;
         try
         {
             if (!_process.HasExited)
@@ -163,6 +169,9 @@ public sealed class QemuGuest : IAsyncDisposable
             }
         }
         catch (InvalidOperationException) { } // never started
+        try { _exitedAtDispose = _process.HasExited; }
+        catch (InvalidOperationException) { _exitedAtDispose = true; } // never started
+        _disposed = true;
         _process.Dispose();
         lock (_consoleLog)
         {
