@@ -21,7 +21,10 @@ public static class InitramfsCache
     public static async Task<string> GetAsync(string guestScriptPath, GuestKernel kernel)
     {
         var builder = Tools.GuestFile("build-initramfs.sh");
-        var key = Hash(File.ReadAllBytes(builder), File.ReadAllBytes(guestScriptPath), Encoding.UTF8.GetBytes(kernel.Release));
+        // The kernel's release and file time: a package update under the same release
+        // replaces its modules too, and the image must then be rebuilt.
+        var kernelStamp = $"{kernel.Release} {File.GetLastWriteTimeUtc(kernel.ImagePath).Ticks}";
+        var key = Hash(File.ReadAllBytes(builder), File.ReadAllBytes(guestScriptPath), Encoding.UTF8.GetBytes(kernelStamp));
         var image = Path.Combine(CacheDirectory, $"{Path.GetFileNameWithoutExtension(guestScriptPath)}-{key[..16]}.gz");
         if (File.Exists(image)) return image;
 
