@@ -26,13 +26,18 @@ public static class InitramfsCache
         var kernelStamp = $"{kernel.Release} {File.GetLastWriteTimeUtc(kernel.ImagePath).Ticks}";
         var key = Hash(File.ReadAllBytes(builder), File.ReadAllBytes(guestScriptPath), Encoding.UTF8.GetBytes(kernelStamp));
         var image = Path.Combine(CacheDirectory, $"{Path.GetFileNameWithoutExtension(guestScriptPath)}-{key[..16]}.gz");
-        if (File.Exists(image)) return image;
+        if (File.Exists(image))
+        {
+            File.SetLastWriteTimeUtc(image, DateTime.UtcNow); // marks it as in use for the pruning below
+            return image;
+        }
 
         await BuildLock.WaitAsync();
         try
         {
             if (File.Exists(image)) return image;
             Directory.CreateDirectory(CacheDirectory);
+            PruneUnused();
             Tools.Require("cpio", "cpio");
             await RunBuilderAsync(builder, image, guestScriptPath, kernel.Release);
             return File.Exists(image) ? image : throw new InvalidOperationException($"builder did not produce {image}");
@@ -40,6 +45,19 @@ public static class InitramfsCache
         finally
         {
             BuildLock.Release();
+        }
+    }
+
+    // Images of scripts that changed since are never used again: drop those idle for long.
+    private static void PruneUnused()
+    {
+        foreach (var file in new DirectoryInfo(CacheDirectory).EnumerateFiles("*.gz"))
+        {
+            if (file.LastWriteTimeUtc < DateTime.UtcNow - TimeSpan.FromDays(14))
+            {
+                try { file.Delete(); }
+                catch (IOException) { }
+            }
         }
     }
 

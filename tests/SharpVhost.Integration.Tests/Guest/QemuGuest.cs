@@ -75,6 +75,7 @@ public sealed class QemuGuest : IAsyncDisposable
     {
         var size = $"{options.MemoryMiB}M";
         var append = new StringBuilder("console=ttyS0 quiet panic=-1");
+        foreach (var word in options.ExtraKernelArguments) append.Append(' ').Append(word);
         foreach (var (name, value) in options.Parameters)
         {
             if (value.Any(char.IsWhiteSpace)) throw new ArgumentException($"guest parameter {name} must not contain spaces");
@@ -94,7 +95,9 @@ public sealed class QemuGuest : IAsyncDisposable
             "-append", append.ToString(),
             "-nic", "none",
         ];
-        return common.Concat(options.Devices.SelectMany((device, i) => device.QemuArguments(i)));
+        return common
+            .Concat(options.ExtraQemuArguments)
+            .Concat(options.Devices.SelectMany((device, i) => device.QemuArguments(i)));
     }
 
     /// <summary>

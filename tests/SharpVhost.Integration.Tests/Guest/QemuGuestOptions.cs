@@ -24,6 +24,12 @@ public sealed record QemuGuestOptions
     /// <summary>Where the console log is written (kept while the test runs, for failure messages).</summary>
     public required string WorkDirectory { get; init; }
 
+    /// <summary>More QEMU arguments, e.g. a q35 machine with an intel-iommu device.</summary>
+    public IReadOnlyList<string> ExtraQemuArguments { get; init; } = [];
+
+    /// <summary>More kernel command-line words, e.g. "intel_iommu=on".</summary>
+    public IReadOnlyList<string> ExtraKernelArguments { get; init; } = [];
+
     /// <summary>Upper bound for the whole boot, script and power-off.</summary>
     public TimeSpan Timeout { get; init; } = TimeSpan.FromMinutes(3);
 }

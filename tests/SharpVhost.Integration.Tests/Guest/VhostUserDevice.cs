@@ -6,8 +6,17 @@ public abstract record VhostUserDevice(string SocketPath)
     /// <summary>Extra "-device" properties, e.g. "packed=on", appended as given.</summary>
     public IReadOnlyList<string> ExtraProperties { get; init; } = [];
 
+    /// <summary>
+    /// If set, QEMU reconnects to a restarted backend after this many seconds
+    /// (chardev reconnect=N); guest I/O stalls meanwhile and then completes.
+    /// </summary>
+    public int? ReconnectSeconds { get; init; }
+
     /// <summary>QEMU arguments for this device; <paramref name="index"/> makes the ids unique.</summary>
     public abstract IEnumerable<string> QemuArguments(int index);
+
+    protected string Chardev(string id) =>
+        $"socket,id={id},path={SocketPath}" + (ReconnectSeconds is { } seconds ? $",reconnect={seconds}" : "");
 
     protected string DeviceProperties(string baseProperties) =>
         ExtraProperties.Count == 0 ? baseProperties : baseProperties + "," + string.Join(",", ExtraProperties);
@@ -18,7 +27,7 @@ public sealed record VhostUserBlockDevice(string SocketPath, int NumQueues = 1) 
 {
     public override IEnumerable<string> QemuArguments(int index) =>
     [
-        "-chardev", $"socket,id=blkchr{index},path={SocketPath}",
+        "-chardev", Chardev($"blkchr{index}"),
         "-device", DeviceProperties($"vhost-user-blk-pci,chardev=blkchr{index},num-queues={NumQueues}"),
     ];
 }
@@ -31,7 +40,7 @@ public sealed record VhostUserNetDevice(string SocketPath, string Mac) : VhostUs
 {
     public override IEnumerable<string> QemuArguments(int index) =>
     [
-        "-chardev", $"socket,id=netchr{index},path={SocketPath}",
+        "-chardev", Chardev($"netchr{index}"),
         "-netdev", $"vhost-user,id=net{index},chardev=netchr{index}",
         "-device", DeviceProperties($"virtio-net-pci,netdev=net{index},mac={Mac},vectors=0"),
     ];
