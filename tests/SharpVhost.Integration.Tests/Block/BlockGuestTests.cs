@@ -35,8 +35,8 @@ public sealed class BlockGuestTests
         var socket = temp.File("blk.sock");
 
         GuestRun run;
-        await using (await BlockBackends.Get(backend).StartAsync(new BlockBackendRequest(socket, image, queues, temp.Path)))
-            run = await BootAsync(temp, socket, queues, packed, seed, "write");
+        await using (var server = await BlockBackends.Get(backend).StartAsync(new BlockBackendRequest(socket, image, queues, temp.Path)))
+            run = await BootAsync(temp, server, socket, queues, packed, seed, "write");
 
         AssertGuestVerified(run, seed);
         Assert.Equal(queues.ToString(), run.Single("SV-QUEUES"));
@@ -44,7 +44,7 @@ public sealed class BlockGuestTests
         // The script spreads its I/O over the vCPUs, so every queue must have completed requests.
         var interrupts = run.Tagged("SV-IRQ").ToDictionary(words => words[0], words => long.Parse(words[1]));
         Assert.Equal(Enumerable.Range(0, queues).Select(q => q.ToString()), interrupts.Keys.Order());
-        Assert.All(interrupts, queue => Assert.True(queue.Value > 0, $"queue {queue.Key} completed nothing\n{run.Console}"));
+        Assert.All(interrupts, queue => Assert.True(queue.Value > 0, $"queue {queue.Key} completed nothing\n{run.Report}"));
         // The backend has stopped: everything the guest completed must be in the file.
         AssertImageHolds(image, seed);
     }
@@ -58,18 +58,18 @@ public sealed class BlockGuestTests
         var image = CreateImage(temp);
         var socket = temp.File("blk.sock");
 
-        await using (await BlockBackends.Get(backend).StartAsync(new BlockBackendRequest(socket, image, 1, temp.Path)))
+        await using (var server = await BlockBackends.Get(backend).StartAsync(new BlockBackendRequest(socket, image, 1, temp.Path)))
         {
-            AssertGuestVerified(await BootAsync(temp, socket, 1, false, seed, "write"), seed);
+            AssertGuestVerified(await BootAsync(temp, server, socket, 1, false, seed, "write"), seed);
             // The same backend process serves a second guest after the first disconnected.
-            AssertGuestVerified(await BootAsync(temp, socket, 1, false, seed, "verify"), seed);
+            AssertGuestVerified(await BootAsync(temp, server, socket, 1, false, seed, "verify"), seed);
         }
         AssertImageHolds(image, seed);
 
         // And a fresh backend process reads back what the first one wrote.
         var freshSocket = temp.File("blk2.sock");
-        await using (await BlockBackends.Get(backend).StartAsync(new BlockBackendRequest(freshSocket, image, 1, temp.Path)))
-            AssertGuestVerified(await BootAsync(temp, freshSocket, 1, false, seed, "verify"), seed);
+        await using (var fresh = await BlockBackends.Get(backend).StartAsync(new BlockBackendRequest(freshSocket, image, 1, temp.Path)))
+            AssertGuestVerified(await BootAsync(temp, fresh, freshSocket, 1, false, seed, "verify"), seed);
     }
 
     private static string CreateImage(TempDirectory temp)
@@ -80,7 +80,7 @@ public sealed class BlockGuestTests
     }
 
     private static async Task<GuestRun> BootAsync(
-        TempDirectory temp, string socket, int queues, bool packed, int seed, string mode)
+        TempDirectory temp, IRunningBackend server, string socket, int queues, bool packed, int seed, string mode)
     {
         var kernel = GuestKernel.FindInstalled();
         var options = new QemuGuestOptions
@@ -92,6 +92,7 @@ public sealed class BlockGuestTests
             Cpus = queues, // Linux gives a disk at most one queue per vCPU
             Devices = [new VhostUserBlockDevice(socket, queues) { ExtraProperties = packed ? ["packed=on"] : [] }],
             Parameters = new Dictionary<string, string> { ["SEED"] = seed.ToString(), ["MODE"] = mode },
+            PeerLog = () => server.Log,
         };
         return await QemuGuest.RunAsync(options);
     }
@@ -102,7 +103,7 @@ public sealed class BlockGuestTests
         run.AssertSucceeded();
         var reported = run.Tagged("SV-CASE");
         Assert.True(reported.Count == BlockPatterns.Cases.Count,
-            $"{run.Name}: expected {BlockPatterns.Cases.Count} SV-CASE lines, got {reported.Count}\n{run.Console}");
+            $"{run.Name}: expected {BlockPatterns.Cases.Count} SV-CASE lines, got {reported.Count}\n{run.Report}");
         foreach (var expected in BlockPatterns.Cases)
         {
             var line = reported.Single(words => words[0] == expected.Index.ToString());

@@ -123,7 +123,7 @@ public sealed class QemuGuest : IAsyncDisposable
         var status = await _exitMarkerSeen.Task;
         if (await Task.WhenAny(exited, Task.Delay(PowerOffGrace)) != exited)
             Fail($"guest did not power off within {PowerOffGrace.TotalSeconds:0} s of its script's end");
-        return new GuestRun(Name, status, ScriptOutput(), Console);
+        return new GuestRun(Name, status, ScriptOutput(), Console, _options.PeerLog?.Invoke() ?? "");
     }
 
     /// <summary>Starts, waits, disposes: the usual single-guest run.</summary>
@@ -158,7 +158,9 @@ public sealed class QemuGuest : IAsyncDisposable
 
     [System.Diagnostics.CodeAnalysis.DoesNotReturn]
     private void Fail(string why) =>
-        throw new GuestFailedException($"{Name}: {why}.\n--- console ---\n{Console}");
+        throw new GuestFailedException(
+            $"{Name}: {why}.\n--- console ---\n{Console}" +
+            (_options.PeerLog is { } peerLog ? $"\n--- peer log ---\n{peerLog()}" : ""));
 
     public async ValueTask DisposeAsync()
     {

@@ -30,6 +30,12 @@ public sealed record QemuGuestOptions
     /// <summary>More kernel command-line words, e.g. "intel_iommu=on".</summary>
     public IReadOnlyList<string> ExtraKernelArguments { get; init; } = [];
 
+    /// <summary>
+    /// Text added to failure messages, read when a failure is reported: typically the
+    /// backend's log, which often says why the guest hung.
+    /// </summary>
+    public Func<string>? PeerLog { get; init; }
+
     /// <summary>Upper bound for the whole boot, script and power-off.</summary>
     public TimeSpan Timeout { get; init; } = TimeSpan.FromMinutes(3);
 }

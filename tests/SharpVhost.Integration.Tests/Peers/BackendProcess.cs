@@ -9,7 +9,7 @@ namespace SharpVhost.Integration.Tests.Peers;
 /// its listening sockets exist, stopped (SIGTERM, then SIGKILL) on dispose. Its stdout and
 /// stderr are kept for failure messages and written to NAME.log in the log directory.
 /// </summary>
-public sealed class BackendProcess : IAsyncDisposable
+public sealed class BackendProcess : IRunningBackend
 {
     private static readonly TimeSpan StopGrace = TimeSpan.FromSeconds(5);
 

@@ -10,7 +10,7 @@ public sealed class DpdkTestpmdNetBackend : INetBackendUnderTest
 {
     public string Name => "dpdk-testpmd";
 
-    public async Task<IAsyncDisposable> StartAsync(NetBackendRequest request)
+    public async Task<IRunningBackend> StartAsync(NetBackendRequest request)
     {
         if (request.SocketPaths.Count != 2)
             throw new ArgumentException("testpmd's io forwarding pairs exactly two ports");
@@ -33,8 +33,10 @@ public sealed class DpdkTestpmdNetBackend : INetBackendUnderTest
     }
 
     // Stops testpmd, then removes the runtime directory DPDK leaves behind.
-    private sealed class RuntimeDirectoryCleanup(BackendProcess process, string runtimeDirectory) : IAsyncDisposable
+    private sealed class RuntimeDirectoryCleanup(BackendProcess process, string runtimeDirectory) : IRunningBackend
     {
+        public string Log => process.Log;
+
         public async ValueTask DisposeAsync()
         {
             await process.DisposeAsync();

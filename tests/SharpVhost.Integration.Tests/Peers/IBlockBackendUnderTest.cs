@@ -21,5 +21,5 @@ public interface IBlockBackendUnderTest
     /// listens. Disposing the result stops the backend; after that, every write the guest
     /// completed must be in the image file.
     /// </summary>
-    Task<IAsyncDisposable> StartAsync(BlockBackendRequest request);
+    Task<IRunningBackend> StartAsync(BlockBackendRequest request);
 }

@@ -15,5 +15,5 @@ public interface INetBackendUnderTest
     string Name { get; }
 
     /// <summary>Starts the backend; returns once every socket listens. Dispose stops it.</summary>
-    Task<IAsyncDisposable> StartAsync(NetBackendRequest request);
+    Task<IRunningBackend> StartAsync(NetBackendRequest request);
 }

@@ -11,7 +11,7 @@ public sealed class QemuStorageDaemonBlockBackend(bool nullDevice = false) : IBl
 {
     public string Name => nullDevice ? "qemu-storage-daemon-null" : "qemu-storage-daemon";
 
-    public async Task<IAsyncDisposable> StartAsync(BlockBackendRequest request)
+    public async Task<IRunningBackend> StartAsync(BlockBackendRequest request)
     {
         var daemon = Tools.Require("qemu-storage-daemon", "qemu-system-x86");
         var blockdev = nullDevice

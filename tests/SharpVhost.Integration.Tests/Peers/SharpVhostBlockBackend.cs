@@ -8,7 +8,7 @@ public sealed class SharpVhostBlockBackend(string metadata) : IBlockBackendUnder
 {
     public string Name => "sharpvhost-" + metadata;
 
-    public async Task<IAsyncDisposable> StartAsync(BlockBackendRequest request)
+    public async Task<IRunningBackend> StartAsync(BlockBackendRequest request)
     {
         var (program, prefix) = SharpVhostCli.Command();
         string[] arguments =

@@ -8,7 +8,7 @@ public sealed class SharpVhostNetBackend(string metadata) : INetBackendUnderTest
 {
     public string Name => "sharpvhost-switch-" + metadata;
 
-    public async Task<IAsyncDisposable> StartAsync(NetBackendRequest request)
+    public async Task<IRunningBackend> StartAsync(NetBackendRequest request)
     {
         var (program, prefix) = SharpVhostCli.Command();
         var arguments = prefix.Append("net")
