@@ -211,14 +211,14 @@ public sealed class Kernel
     /// One scheduler step of mmu_notifier_invalidate_range_start on behalf of <paramref name="a"/>.
     /// The first step counts the invalidation as active and enters the subscriber's callback.
     /// </summary>
-    public SubResult InvalidateStart(Exec x, ActorSlots a, bool blockable, string who)
+    public SubResult InvalidateStart(Exec x, ActorSlots a, bool blockable)
     {
         int sub = x.Get(a.Sub);
         bool first = sub == 0;
         if (first && (x.Get(Registered) == 0 || Subscriber is null))
         {
             x.Set(Active, x.Get(Active) + 1);
-            x.Label = who + ": invalidate_range_start";
+            x.Label = "invalidate_range_start";
             return SubResult.Done;
         }
         var r = Subscriber!.OnInvalidateStart(x, a, first ? 0 : sub - 1, blockable);
@@ -227,9 +227,9 @@ public sealed class Kernel
         {
             x.Set(Active, x.Get(Active) + 1);
             x.Set(InCallback, x.Get(InCallback) + 1);
-            x.Label = who + ": invalidate_range_start -> " + x.Label;
+            x.Label = "invalidate_range_start -> " + x.Label;
         }
-        else x.Label = who + ": (start callback) " + x.Label;
+        else x.Label = "(in invalidate_range_start) " + x.Label;
         if (r == SubResult.Done)
         {
             x.Set(InCallback, x.Get(InCallback) - 1);
@@ -238,10 +238,10 @@ public sealed class Kernel
         return r;
     }
 
-    public void InvalidateEnd(Exec x, string who)
+    public void InvalidateEnd(Exec x)
     {
         x.Set(Active, x.Get(Active) - 1);
-        x.Label = who + ": invalidate_range_end";
+        x.Label = "invalidate_range_end";
         if (x.Get(Registered) != 0 && Subscriber is not null)
         {
             string l = Subscriber.OnInvalidateEnd(x);

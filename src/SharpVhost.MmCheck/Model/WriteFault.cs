@@ -7,6 +7,9 @@ namespace SharpVhost.MmCheck.Model;
 /// </summary>
 public static class WriteFault
 {
+    /// <summary>The step's label, prefixed with the caller's context ("GUP slow path: ") when it has one.</summary>
+    private static string L(string who, string text) => who.Length == 0 ? text : who + text;
+
     public static SubResult Step(Kernel k, Exec x, ActorSlots a, string who)
     {
         int sub = x.Get(a.Sub);
@@ -16,7 +19,7 @@ public static class WriteFault
             {
                 if (x.Get(k.VmaLive) == 0)
                 {
-                    x.Label = who + ": handle_mm_fault: no VMA, -EFAULT";
+                    x.Label = L(who, "handle_mm_fault: no VMA, -EFAULT");
                     return SubResult.Failed;
                 }
                 int mapped = k.MappedPage(x);
@@ -24,7 +27,7 @@ public static class WriteFault
                 {
                     if ((x.Get(k.PteFlagsField) & (int)PteFlags.Writable) != 0)
                     {
-                        x.Label = who + ": handle_mm_fault: pte already writable";
+                        x.Label = L(who, "handle_mm_fault: pte already writable");
                         return SubResult.Done;
                     }
                     if (k.Kind != PageKind.Ext4)
@@ -32,13 +35,13 @@ public static class WriteFault
                         // Anon (exclusive), shmem and hugetlbfs shared pages just get the write bit back.
                         x.Set(k.PteFlagsField, (int)(PteFlags.Writable | PteFlags.Dirty));
                         x.ClearFlag(k.Flags[mapped], PageFlags.WriteProtected);
-                        x.Label = who + ": do_wp_page: make pte writable";
+                        x.Label = L(who, "do_wp_page: make pte writable");
                         return SubResult.Done;
                     }
                     k.GetPage(x, mapped);
                     x.Set(a.Page, mapped);
                     x.Set(a.Sub, 1);
-                    x.Label = who + ": do_wp_page: shared file page, get_page";
+                    x.Label = L(who, "do_wp_page: shared file page, get_page");
                     return SubResult.Running;
                 }
                 // A swap or migration entry names its page while that page lives; otherwise look in the cache.
@@ -50,7 +53,7 @@ public static class WriteFault
                     k.GetPage(x, p);
                     x.Set(a.Page, p);
                     x.Set(a.Sub, 1);
-                    x.Label = who + (k.Kind == PageKind.Anon ? ": do_swap_page: found in swap cache, get_page" : ": filemap_fault: find_get_page");
+                    x.Label = L(who, k.Kind == PageKind.Anon ? "do_swap_page: found in swap cache, get_page" : "filemap_fault: find_get_page");
                     return SubResult.Running;
                 }
                 int q = k.FreeSlot(x);
@@ -61,7 +64,7 @@ public static class WriteFault
                 x.Set(k.Ref[q], 2);
                 x.Set(a.Page, q);
                 x.Set(a.Sub, 1);
-                x.Label = who + (k.Kind == PageKind.Anon ? ": do_swap_page: read page back from swap" : ": filemap_fault: read page into page cache");
+                x.Label = L(who, k.Kind == PageKind.Anon ? "do_swap_page: read page back from swap" : "filemap_fault: read page into page cache");
                 return SubResult.Running;
             }
             case 1:
@@ -69,7 +72,7 @@ public static class WriteFault
                 int p = x.Get(a.Page);
                 if (!k.TryLockPage(x, p)) return SubResult.Blocked;
                 x.Set(a.Sub, 2);
-                x.Label = who + ": lock_page";
+                x.Label = L(who, "lock_page");
                 return SubResult.Running;
             }
             case 2:
@@ -80,7 +83,7 @@ public static class WriteFault
                     k.UnlockPage(x, p);
                     k.PutPage(x, p);
                     x.Set(a.Sub, 0);
-                    x.Label = who + ": page left the cache meanwhile: unlock_page, put_page, retry";
+                    x.Label = L(who, "page left the cache meanwhile: unlock_page, put_page, retry");
                     return SubResult.Running;
                 }
                 x.Set(a.Sub, 3);
@@ -88,9 +91,9 @@ public static class WriteFault
                 {
                     x.SetFlag(k.Flags[p], PageFlags.Buffers);
                     k.SetPageDirty(x, p);
-                    x.Label = who + ": ext4_page_mkwrite: attach buffers, set_page_dirty";
+                    x.Label = L(who, "ext4_page_mkwrite: attach buffers, set_page_dirty");
                 }
-                else x.Label = who + ": page still cached";
+                else x.Label = L(who, "page still cached");
                 return SubResult.Running;
             }
             default:
@@ -105,14 +108,14 @@ public static class WriteFault
                     k.UnlockPage(x, p);
                     k.PutPage(x, p);
                     x.Set(a.Sub, 0);
-                    x.Label = who + ": pte changed under us: unlock_page, put_page, retry";
+                    x.Label = L(who, "pte changed under us: unlock_page, put_page, retry");
                     return SubResult.Running;
                 }
                 x.Set(k.PteFlagsField, (int)(PteFlags.Writable | PteFlags.Dirty));
                 x.ClearFlag(k.Flags[p], PageFlags.WriteProtected);
                 k.UnlockPage(x, p);
                 x.Set(a.Sub, 0);
-                x.Label = who + ": finish_fault: install writable pte, unlock_page";
+                x.Label = L(who, "finish_fault: install writable pte, unlock_page");
                 return SubResult.Done;
             }
         }

@@ -8,7 +8,7 @@ public abstract class Invalidator(Kernel kernel, string name) : Actor(kernel, na
     /// <summary>One step of invalidate_range_start; moves to <paramref name="next"/> when the callbacks are done.</summary>
     protected bool StartStep(Exec x, int next, bool blockable = true)
     {
-        var r = K.InvalidateStart(x, Me, blockable, Name);
+        var r = K.InvalidateStart(x, Me, blockable);
         if (r == SubResult.Blocked) return false;
         if (r == SubResult.Done) x.Set(Me.Pc, next);
         return true;
@@ -16,7 +16,7 @@ public abstract class Invalidator(Kernel kernel, string name) : Actor(kernel, na
 
     protected bool EndStep(Exec x, int next)
     {
-        K.InvalidateEnd(x, Name);
+        K.InvalidateEnd(x);
         x.Set(Me.Pc, next);
         return true;
     }

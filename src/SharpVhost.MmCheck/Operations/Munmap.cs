@@ -22,7 +22,7 @@ public sealed class Munmap(Kernel k, string name) : Invalidator(k, name)
                 x.Set(K.PtePage, 0);
                 x.Set(K.PteFlagsField, 0);
                 x.Set(K.VmaLive, 0);
-                return Go(x, 2, Name + ": detach VMA, zap_pte_range, put_page");
+                return Go(x, 2, "detach VMA, zap_pte_range, put_page");
             }
             case 2:
                 return EndStep(x, Done);

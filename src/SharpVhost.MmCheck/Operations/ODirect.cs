@@ -20,26 +20,26 @@ public sealed class ODirect(Kernel k, string name) : Actor(k, name)
                 {
                     K.PinPage(x, q);
                     x.Set(Me.Page, q);
-                    return Go(x, 2, Name + ": pin_user_pages_fast(FOLL_WRITE)");
+                    return Go(x, 2, "pin_user_pages_fast(FOLL_WRITE)");
                 }
-                var r = WriteFault.Step(K, x, Me, Name);
+                var r = WriteFault.Step(K, x, Me, "");
                 if (r == SubResult.Blocked) return false;
                 if (r == SubResult.Failed) x.Set(Me.Pc, Done);
                 return true;
             }
             case 2:
                 K.AliasWrite(x, p, Name + " DMA");
-                return Go(x, 3, Name + ": device DMA writes the page");
+                return Go(x, 3, "device DMA writes the page");
             case 3:
                 if (!K.TryLockPage(x, p)) return false;
-                return Go(x, 4, Name + ": set_page_dirty_lock: lock_page");
+                return Go(x, 4, "set_page_dirty_lock: lock_page");
             case 4:
                 K.SetPageDirty(x, p);
                 K.UnlockPage(x, p);
-                return Go(x, 5, Name + ": set_page_dirty, unlock_page");
+                return Go(x, 5, "set_page_dirty, unlock_page");
             case 5:
                 K.UnpinPage(x, p);
-                return Go(x, Done, Name + ": unpin_user_page");
+                return Go(x, Done, "unpin_user_page");
             default:
                 return false;
         }

@@ -26,7 +26,7 @@ public sealed class OomReaper(Kernel k, string name) : Invalidator(k, name)
                 x.Set(K.PtePage, 0);
                 x.Set(K.PteFlagsField, 0);
                 x.Set(K.VmaLive, 0);
-                return Go(x, 2, Name + ": __oom_reap_task_mm: zap anon pte");
+                return Go(x, 2, "__oom_reap_task_mm: zap anon pte");
             }
             case 2:
                 return EndStep(x, Done);

@@ -18,7 +18,7 @@ public sealed class Reclaim(Kernel k, string name) : Invalidator(k, name)
     {
         K.UnlockPage(x, p);
         K.PutPage(x, p);
-        return Go(x, Done, Name + ": " + why + ": unlock_page, putback_lru_page");
+        return Go(x, Done, why + ": unlock_page, putback_lru_page");
     }
 
     public override bool Step(Exec x)
@@ -29,32 +29,32 @@ public sealed class Reclaim(Kernel k, string name) : Invalidator(k, name)
             case 0:
             {
                 int c = K.CurrentPage(x);
-                if (c < 0 || x.Get(K.Ref[c]) == 0) return Go(x, Done, Name + ": nothing to isolate");
+                if (c < 0 || x.Get(K.Ref[c]) == 0) return Go(x, Done, "nothing to isolate");
                 K.GetPage(x, c);
                 x.Set(Me.Page, c);
-                return Go(x, 1, Name + ": isolate_lru_page");
+                return Go(x, 1, "isolate_lru_page");
             }
             case 1:
                 if (!K.TryLockPage(x, p))
                 {
                     K.PutPage(x, p);
-                    return Go(x, Done, Name + ": trylock_page failed, putback_lru_page");
+                    return Go(x, Done, "trylock_page failed, putback_lru_page");
                 }
-                return Go(x, 2, Name + ": trylock_page");
+                return Go(x, 2, "trylock_page");
             case 2:
                 if (K.PageHas(x, p, PageFlags.Writeback)) return Keep(x, p, "page under writeback");
                 if (K.Kind == PageKind.Anon && !K.PageHas(x, p, PageFlags.InCache))
                 {
                     x.SetFlag(K.Flags[p], PageFlags.InCache);
                     K.GetPage(x, p);
-                    return Go(x, K.MappedPage(x) == p ? 3 : 6, Name + ": add_to_swap");
+                    return Go(x, K.MappedPage(x) == p ? 3 : 6, "add_to_swap");
                 }
                 if (K.MappedPage(x) == p)
                 {
                     x.Set(Me.Pc, 3);
                     return StartStep(x, 4);
                 }
-                return Go(x, 6, Name + ": page not mapped");
+                return Go(x, 6, "page not mapped");
             case 3:
                 return StartStep(x, 4);
             case 4:
@@ -62,7 +62,7 @@ public sealed class Reclaim(Kernel k, string name) : Invalidator(k, name)
                 if (K.Has(Fixes.AnonExclusivePin) && K.Kind == PageKind.Anon && K.MaybeDmaPinned(x, p))
                 {
                     x.Set(Me.Aux2, 1);
-                    return Go(x, 5, Name + ": try_to_unmap_one: pinned anon-exclusive page, abort");
+                    return Go(x, 5, "try_to_unmap_one: pinned anon-exclusive page, abort");
                 }
                 if (K.MappedPage(x) == p)
                 {
@@ -73,25 +73,25 @@ public sealed class Reclaim(Kernel k, string name) : Invalidator(k, name)
                     x.SetFlag(K.Flags[p], PageFlags.WriteProtected);
                     K.PutPage(x, p);
                 }
-                return Go(x, 5, Name + ": try_to_unmap_one: clear pte, transfer dirty bit");
+                return Go(x, 5, "try_to_unmap_one: clear pte, transfer dirty bit");
             }
             case 5:
                 EndStep(x, x.Get(Me.Aux2) != 0 ? 9 : 6);
                 return true;
             case 6:
                 if (!K.PageHas(x, p, PageFlags.Dirty))
-                    return Go(x, 7, Name + ": page clean, no pageout");
+                    return Go(x, 7, "page clean, no pageout");
                 x.ClearFlag(K.Flags[p], PageFlags.Dirty);
                 K.WritePage(x, p, Name);
-                return Go(x, 7, Name + ": pageout: clear_page_dirty_for_io, writepage");
+                return Go(x, 7, "pageout: clear_page_dirty_for_io, writepage");
             case 7:
                 if (K.Kind != PageKind.Ext4 || !K.PageHas(x, p, PageFlags.Buffers))
-                    return Go(x, 8, Name + ": no buffers to release");
+                    return Go(x, 8, "no buffers to release");
                 if (K.PageHas(x, p, PageFlags.Dirty)) return Keep(x, p, "try_to_free_buffers: page dirty again, keep");
                 if (K.Has(Fixes.RefusePinnedFreeBuffers) && K.MaybeDmaPinned(x, p))
                     return Keep(x, p, "try_to_free_buffers refuses: page_maybe_dma_pinned");
                 x.ClearFlag(K.Flags[p], PageFlags.Buffers);
-                return Go(x, 8, Name + ": try_to_release_page: try_to_free_buffers");
+                return Go(x, 8, "try_to_release_page: try_to_free_buffers");
             case 8:
             {
                 int r = x.Get(K.Ref[p]);
@@ -99,7 +99,7 @@ public sealed class Reclaim(Kernel k, string name) : Invalidator(k, name)
                     return Keep(x, p, r != 2 ? "__remove_mapping: page_ref_freeze(2) fails (extra reference)" : "__remove_mapping: page dirty after freeze");
                 x.Set(K.Ref[p], 0);
                 x.Set(K.Flags[p], (int)(PageFlags.Allocated | PageFlags.Freed));
-                return Go(x, Done, Name + ": __remove_mapping: page_ref_freeze(2), delete from cache, free page");
+                return Go(x, Done, "__remove_mapping: page_ref_freeze(2), delete from cache, free page");
             }
             case 9:
                 return Keep(x, p, "unmap aborted");

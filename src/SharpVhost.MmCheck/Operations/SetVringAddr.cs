@@ -16,11 +16,11 @@ public sealed class SetVringAddr(Kernel k, string name) : Actor(k, name)
             case 0:
                 if (x.Get(K.VqMutex) != 0) return false;
                 x.Set(K.VqMutex, 1);
-                return Go(x, 1, Name + ": mutex_lock(vq->mutex)");
+                return Go(x, 1, "mutex_lock(vq->mutex)");
             case 1:
                 if (x.Get(K.InCallback) != 0) return false; // SRCU: wait for callbacks running now, not for start..end
                 x.Set(K.Registered, 0);
-                return Go(x, 2, Name + ": mmu_notifier_unregister");
+                return Go(x, 2, "mmu_notifier_unregister");
             case 2:
             {
                 int m = x.Get(K.VqMap);
@@ -32,15 +32,15 @@ public sealed class SetVringAddr(Kernel k, string name) : Actor(k, name)
                     K.PutPage(x, m - 1);
                 }
                 if (K.Has(Fixes.ResetInvalidateCount)) x.Set(K.InvCount, 0);
-                return Go(x, 3, Name + (K.Has(Fixes.ResetInvalidateCount) ? ": vhost_uninit_vq_maps, invalidate_count = 0, set new addresses" : ": vhost_uninit_vq_maps, set new addresses"));
+                return Go(x, 3, (K.Has(Fixes.ResetInvalidateCount) ? "vhost_uninit_vq_maps, invalidate_count = 0, set new addresses" : "vhost_uninit_vq_maps, set new addresses"));
             }
             case 3:
                 if (x.Get(K.Active) != 0) return false; // mm_take_all_locks excludes invalidations in progress
                 x.Set(K.Registered, 1);
-                return Go(x, 4, Name + ": mmu_notifier_register");
+                return Go(x, 4, "mmu_notifier_register");
             case 4:
                 x.Set(K.VqMutex, 0);
-                return Go(x, Done, Name + ": mutex_unlock(vq->mutex)");
+                return Go(x, Done, "mutex_unlock(vq->mutex)");
             default:
                 return false;
         }

@@ -85,7 +85,7 @@ public sealed record Scenario
                 OperationKind.Reclaim => new Reclaim(k, name),
                 OperationKind.Migration => new Migration(k, name),
                 OperationKind.Munmap => new Munmap(k, name),
-                OperationKind.Speculative => new SpeculativeLookup(k, name),
+                OperationKind.Speculative => new SpeculativeLookup(k, name, op.Passes),
                 OperationKind.ODirect => new ODirect(k, name),
                 OperationKind.OomReaper => new OomReaper(k, name),
                 OperationKind.SetVringAddr => new SetVringAddr(k, name),

@@ -85,10 +85,10 @@ public static class ScenarioParser
                     var m = Scenario.OperationNames.Where(n => n.Name == words[0]).ToList();
                     if (m.Count == 0) throw new ScenarioException($"{where}: unknown actor '{words[0]}' (one of {string.Join(", ", Scenario.OperationNames.Select(n => n.Name))})");
                     int passes = 1;
-                    if (words.Length == 2 && words[1].StartsWith('x') && m[0].Value == OperationKind.Writeback)
+                    if (words.Length == 2 && words[1].StartsWith('x') && m[0].Value is OperationKind.Writeback or OperationKind.Speculative)
                         passes = Int(words[1][1..], where, 1, 8);
                     else if (words.Length != 1)
-                        throw new ScenarioException($"{where}: cannot read actor '{raw}' (only 'writeback xN' takes a count)");
+                        throw new ScenarioException($"{where}: cannot read actor '{raw}' (only 'writeback xN' and 'speculative xN' take a count of passes)");
                     ops.Add(new OperationSpec(m[0].Value, passes));
                 }
                 if (ops.Count > 5) throw new ScenarioException($"{where}: at most 5 actors besides the worker");

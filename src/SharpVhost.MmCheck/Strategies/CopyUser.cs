@@ -8,7 +8,7 @@ public sealed class CopyUser(Kernel k, string name, int rounds) : Worker(k, name
     public override bool Step(Exec x)
     {
         if (Pc(x) != 0) return false;
-        if (RoundsDone(x)) return Go(x, Done, Name + ": stop");
+        if (RoundsDone(x)) return Go(x, Done, "stop");
         return CopyRound(x, 0);
     }
 }

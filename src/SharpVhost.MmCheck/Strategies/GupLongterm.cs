@@ -10,7 +10,7 @@ namespace SharpVhost.MmCheck.Strategies;
 /// </summary>
 public sealed class GupLongterm(Kernel k, string name, int rounds, bool modern) : Worker(k, name, rounds)
 {
-    private string Gup => modern ? "pin_user_pages_fast(FOLL_WRITE|FOLL_LONGTERM)" : "get_user_pages_fast(FOLL_WRITE|FOLL_LONGTERM)";
+    private readonly string Gup = modern ? "pin_user_pages_fast(FOLL_WRITE|FOLL_LONGTERM)" : "get_user_pages_fast(FOLL_WRITE|FOLL_LONGTERM)";
 
     public override bool Step(Exec x)
     {
@@ -20,15 +20,15 @@ public sealed class GupLongterm(Kernel k, string name, int rounds, bool modern) 
             case 0:
             {
                 if (modern && K.Has(Fixes.LongtermFileRefused) && K.Kind.HasWriteback())
-                    return Go(x, 10, Name + ": " + Gup + " refused on a file mapping: fall back to copy_to_user");
+                    return Go(x, 10, Gup + " refused on a file mapping: fall back to copy_to_user");
                 int p = K.GupFastWritable(x);
                 if (p >= 0 && x.Get(Me.Sub) == 0)
                 {
                     K.PinPage(x, p);
                     x.Set(Me.Page, p);
-                    return Go(x, 1, Name + ": " + Gup);
+                    return Go(x, 1, Gup);
                 }
-                var r = WriteFault.Step(K, x, Me, Name + " (GUP slow path)");
+                var r = WriteFault.Step(K, x, Me, "GUP slow path: ");
                 if (r == SubResult.Blocked) return false;
                 if (r == SubResult.Failed) x.Set(Me.Pc, Done);
                 return true;
@@ -38,29 +38,29 @@ public sealed class GupLongterm(Kernel k, string name, int rounds, bool modern) 
                 int p = x.Get(Me.Page);
                 x.Set(K.Vmap, p + 1);
                 x.Set(Me.Aux2, p + 1);
-                return Go(x, 2, Name + ": vmap(pinned page)");
+                return Go(x, 2, "vmap(pinned page)");
             }
             case 2:
-                if (RoundsDone(x)) return Go(x, 3, Name + ": stop: set_page_dirty_lock: lock_page") && LockOrBlock(x);
+                if (RoundsDone(x)) return Go(x, 3, "stop: set_page_dirty_lock: lock_page") && LockOrBlock(x);
                 K.VmapWrite(x, lmap, Name);
                 NextRound(x);
-                return Go(x, 2, Name + ": write used ring through vmap");
+                return Go(x, 2, "write used ring through vmap");
             case 3:
             {
                 int p = x.Get(Me.Page);
                 K.SetPageDirty(x, p);
                 K.UnlockPage(x, p);
-                return Go(x, 4, Name + ": set_page_dirty, unlock_page");
+                return Go(x, 4, "set_page_dirty, unlock_page");
             }
             case 4:
             {
                 int p = x.Get(Me.Page);
                 x.Set(K.Vmap, 0);
                 K.UnpinPage(x, p);
-                return Go(x, Done, Name + (modern ? ": vunmap, unpin_user_page" : ": vunmap, put_page"));
+                return Go(x, Done, (modern ? "vunmap, unpin_user_page" : "vunmap, put_page"));
             }
             case 10:
-                if (RoundsDone(x)) return Go(x, Done, Name + ": stop");
+                if (RoundsDone(x)) return Go(x, Done, "stop");
                 return CopyRound(x, 10);
             default:
                 return false;

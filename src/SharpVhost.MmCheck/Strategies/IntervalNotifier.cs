@@ -16,15 +16,15 @@ public sealed class IntervalNotifier(Kernel k, string name, int rounds) : Worker
         switch (Pc(x))
         {
             case 0:
-                if (RoundsDone(x)) return Go(x, 7, Name + ": stop");
+                if (RoundsDone(x)) return Go(x, 7, "stop");
                 if (x.Get(K.UserLock) != 0) return false;
                 if (x.Get(K.VqMap) != 0)
                 {
                     K.VmapWrite(x, x.Get(K.VqMap), Name);
                     NextRound(x);
-                    return Go(x, 0, Name + ": spin_lock(user_lock), write used ring through map, spin_unlock");
+                    return Go(x, 0, "spin_lock(user_lock), write used ring through map, spin_unlock");
                 }
-                return Go(x, 1, Name + ": spin_lock(user_lock), no map, spin_unlock");
+                return Go(x, 1, "spin_lock(user_lock), no map, spin_unlock");
             case 1:
             {
                 int stale = x.Get(K.Vmap);
@@ -32,11 +32,11 @@ public sealed class IntervalNotifier(Kernel k, string name, int rounds) : Worker
                 {
                     x.Set(K.Vmap, 0);
                     K.PutPage(x, stale - 1);
-                    return Go(x, 1, Name + ": vunmap stale map, put_page");
+                    return Go(x, 1, "vunmap stale map, put_page");
                 }
                 if (x.Get(K.Active) != 0) return false; // read_begin waits for the invalidation to end
                 x.Set(Me.Cb, x.Get(K.Seq));
-                return Go(x, 2, Name + ": seq = mmu_interval_read_begin()");
+                return Go(x, 2, "seq = mmu_interval_read_begin()");
             }
             case 2:
             {
@@ -46,9 +46,9 @@ public sealed class IntervalNotifier(Kernel k, string name, int rounds) : Worker
                     K.GetPage(x, p);
                     x.Set(Me.Aux2, p + 1);
                     x.Set(K.Vmap, p + 1);
-                    return Go(x, 3, Name + ": get_user_pages_fast, vmap");
+                    return Go(x, 3, "get_user_pages_fast, vmap");
                 }
-                var r = WriteFault.Step(K, x, Me, Name + " (hmm_range_fault)");
+                var r = WriteFault.Step(K, x, Me, "hmm_range_fault: ");
                 if (r == SubResult.Blocked) return false;
                 if (r == SubResult.Failed) { x.Set(Me.Aux, Rounds); x.Set(Me.Pc, 0); }
                 return true;
@@ -62,10 +62,10 @@ public sealed class IntervalNotifier(Kernel k, string name, int rounds) : Worker
                 {
                     x.Set(K.Vmap, 0);
                     K.PutPage(x, fresh - 1);
-                    return Go(x, 1, Name + ": spin_lock(user_lock), mmu_interval_read_retry: retry; spin_unlock, vunmap, put_page");
+                    return Go(x, 1, "spin_lock(user_lock), mmu_interval_read_retry: retry; spin_unlock, vunmap, put_page");
                 }
                 x.Set(K.VqMap, fresh);
-                return Go(x, 0, Name + ": spin_lock(user_lock), read_retry ok: publish map, spin_unlock");
+                return Go(x, 0, "spin_lock(user_lock), read_retry ok: publish map, spin_unlock");
             }
             case 7:
             {
@@ -78,7 +78,7 @@ public sealed class IntervalNotifier(Kernel k, string name, int rounds) : Worker
                     x.Set(K.Vmap, 0);
                     K.PutPage(x, m - 1);
                 }
-                return Go(x, Done, Name + ": teardown: set_page_dirty, vunmap, put_page");
+                return Go(x, Done, "teardown: set_page_dirty, vunmap, put_page");
             }
             default:
                 return false;

@@ -15,22 +15,22 @@ public sealed class MergedRcu(Kernel k, string name, int rounds, bool guard) : W
         switch (Pc(x))
         {
             case 0:
-                if (RoundsDone(x)) return Go(x, Done, Name + ": stop");
+                if (RoundsDone(x)) return Go(x, Done, "stop");
                 if (x.Get(K.VqMutex) != 0) return false;
                 x.Set(K.VqMutex, 1);
-                return Go(x, 1, Name + ": mutex_lock(vq->mutex)");
+                return Go(x, 1, "mutex_lock(vq->mutex)");
             case 1:
             {
                 int m = x.Get(K.VqMap);
                 x.Set(Me.Aux2, m);
-                if (m == 0) return Go(x, 3, Name + ": rcu_read_lock, vq->maps is NULL, rcu_read_unlock");
+                if (m == 0) return Go(x, 3, "rcu_read_lock, vq->maps is NULL, rcu_read_unlock");
                 x.Set(K.Rcu, 1);
-                return Go(x, 2, Name + ": rcu_read_lock, map = rcu_dereference(vq->maps)");
+                return Go(x, 2, "rcu_read_lock, map = rcu_dereference(vq->maps)");
             }
             case 2:
                 K.VmapWrite(x, x.Get(Me.Aux2), Name);
                 x.Set(K.Rcu, 0);
-                return Go(x, 6, Name + ": write used ring through map, rcu_read_unlock");
+                return Go(x, 6, "write used ring through map, rcu_read_unlock");
             case 3:
             {
                 var r = CopyToUser(x);
@@ -41,23 +41,23 @@ public sealed class MergedRcu(Kernel k, string name, int rounds, bool guard) : W
             case 4:
                 if (x.Get(K.MmuLock) != 0) return false;
                 if (guard && x.GetSigned(K.InvCount) != 0)
-                    return Go(x, 6, Name + ": vhost_map_prefetch: spin_lock(mmu_lock), invalidate_count != 0, give up");
+                    return Go(x, 6, "vhost_map_prefetch: spin_lock(mmu_lock), invalidate_count != 0, give up");
                 x.Set(K.MmuLock, 1);
-                return Go(x, 5, Name + (guard ? ": vhost_map_prefetch: spin_lock(mmu_lock), invalidate_count == 0" : ": vhost_map_prefetch: spin_lock(mmu_lock)"));
+                return Go(x, 5, (guard ? "vhost_map_prefetch: spin_lock(mmu_lock), invalidate_count == 0" : "vhost_map_prefetch: spin_lock(mmu_lock)"));
             case 5:
             {
                 int p = K.GupFastWritable(x);
                 x.Set(K.MmuLock, 0);
-                if (p < 0) return Go(x, 6, Name + ": __get_user_pages_fast fails, spin_unlock");
+                if (p < 0) return Go(x, 6, "__get_user_pages_fast fails, spin_unlock");
                 K.GetPage(x, p);
                 x.Set(K.Vmap, p + 1);
                 x.Set(K.VqMap, p + 1);
-                return Go(x, 6, Name + ": __get_user_pages_fast, vmap, rcu_assign_pointer(vq->maps), spin_unlock");
+                return Go(x, 6, "__get_user_pages_fast, vmap, rcu_assign_pointer(vq->maps), spin_unlock");
             }
             case 6:
                 x.Set(K.VqMutex, 0);
                 NextRound(x);
-                return Go(x, 0, Name + ": mutex_unlock(vq->mutex)");
+                return Go(x, 0, "mutex_unlock(vq->mutex)");
             default:
                 return false;
         }

@@ -14,47 +14,47 @@ public sealed class NotifierDirtyAfterRound(Kernel k, string name, int rounds) :
         switch (Pc(x))
         {
             case 0:
-                if (RoundsDone(x)) return Go(x, Done, Name + ": stop");
+                if (RoundsDone(x)) return Go(x, Done, "stop");
                 if (x.Get(K.VqMutex) != 0) return false;
                 x.Set(K.VqMutex, 1);
-                return Go(x, 1, Name + ": mutex_lock(vq->mutex)");
+                return Go(x, 1, "mutex_lock(vq->mutex)");
             case 1:
             {
                 int m = x.Get(K.VqMap);
                 if (m != 0)
                 {
                     K.VmapWrite(x, m, Name);
-                    return Go(x, 4, Name + ": write used ring through vmap");
+                    return Go(x, 4, "write used ring through vmap");
                 }
                 int p = K.GupFastWritable(x);
-                if (p < 0) return Go(x, 3, Name + ": get_user_pages_fast fails: use copy_to_user");
+                if (p < 0) return Go(x, 3, "get_user_pages_fast fails: use copy_to_user");
                 K.GetPage(x, p);
                 x.Set(K.Vmap, p + 1);
                 x.Set(K.VqMap, p + 1);
-                return Go(x, 2, Name + ": get_user_pages_fast, vmap, publish map");
+                return Go(x, 2, "get_user_pages_fast, vmap, publish map");
             }
             case 2:
                 K.VmapWrite(x, x.Get(K.VqMap), Name);
-                return Go(x, 4, Name + ": write used ring through vmap");
+                return Go(x, 4, "write used ring through vmap");
             case 3:
                 return CopyRoundThen(x, 6);
             case 4:
             {
                 int p = x.Get(K.VqMap) - 1;
                 if (!K.TryLockPage(x, p)) return false;
-                return Go(x, 5, Name + ": set_page_dirty_lock: lock_page");
+                return Go(x, 5, "set_page_dirty_lock: lock_page");
             }
             case 5:
             {
                 int p = x.Get(K.VqMap) - 1;
                 K.SetPageDirty(x, p);
                 K.UnlockPage(x, p);
-                return Go(x, 6, Name + ": set_page_dirty, unlock_page");
+                return Go(x, 6, "set_page_dirty, unlock_page");
             }
             case 6:
                 x.Set(K.VqMutex, 0);
                 NextRound(x);
-                return Go(x, 0, Name + ": mutex_unlock(vq->mutex)");
+                return Go(x, 0, "mutex_unlock(vq->mutex)");
             default:
                 return false;
         }

@@ -20,10 +20,10 @@ public abstract class Worker(Kernel k, string name, int rounds) : Actor(k, name)
         if (x.Get(Me.Sub) == 0 && K.UserWriteOk(x))
         {
             K.UserWrite(x);
-            x.Label = Name + ": copy_to_user(used ring)";
+            x.Label = "copy_to_user(used ring)";
             return SubResult.Done;
         }
-        var r = WriteFault.Step(K, x, Me, Name);
+        var r = WriteFault.Step(K, x, Me, "");
         // A finished fault still needs the copy itself: report Running so the caller retries it.
         if (r == SubResult.Done) return SubResult.Running;
         if (r == SubResult.Failed) x.Label += " (copy_to_user fails)";

@@ -30,20 +30,20 @@ public static partial class SpinBench
     }
 
     /// <summary>The mmcheck scenario the Promela model mirrors.</summary>
-    public static Scenario CoreScenario(int rounds, bool fix) => new()
+    public static Scenario CoreScenario(int rounds, bool fix, int specs = 0, int specPasses = 1) => new()
     {
         Name = fix ? "core-fixed" : "core",
         Strategy = Strategy.GupLongterm,
         Page = Model.PageKind.Ext4,
         Rounds = rounds,
-        Operations = [new(OperationKind.Writeback, 2), new(OperationKind.Reclaim)],
+        Operations = [new(OperationKind.Writeback, 2), new(OperationKind.Reclaim), .. Enumerable.Repeat(new OperationSpec(OperationKind.Speculative, specPasses), specs)],
         Fixes = fix ? Model.Fixes.RefusePinnedFreeBuffers : Model.Fixes.None,
         Checks = new HashSet<Model.Rule> { Model.Rule.Ext4NoBuffersBug },
         MaxSteps = 10000,
     };
 
     /// <summary>Runs Spin on <paramref name="promela"/> with the given -D macros. Throws when spin or gcc is missing.</summary>
-    public static SpinResult RunSpin(string promela, int rounds, bool fix, bool exhaustive = true)
+    public static SpinResult RunSpin(string promela, int rounds, bool fix, int specs = 0, int specPasses = 1)
     {
         string dir = Path.Combine(Path.GetTempPath(), "mmcheck-spin-" + Guid.NewGuid().ToString("N")[..8]);
         Directory.CreateDirectory(dir);
@@ -51,10 +51,10 @@ public static partial class SpinBench
         {
             string model = Path.Combine(dir, "m.pml");
             File.Copy(promela, model);
-            Exec("spin", $"-DROUNDS={rounds} -DFIX={(fix ? 1 : 0)} -a m.pml", dir);
-            Exec("gcc", "-O2 -DSAFETY -DNOFAIR -DMEMLIM=2048 -o pan pan.c", dir);
+            Exec("spin", $"-DROUNDS={rounds} -DFIX={(fix ? 1 : 0)} -DSPECS={specs} -DSPECPASSES={specPasses} -a m.pml", dir);
+            Exec("gcc", "-O2 -w -DSAFETY -DMEMLIM=2048 -o pan pan.c", dir);
             var sw = Stopwatch.StartNew();
-            string output = Exec("./pan", exhaustive ? "-m100000 -E" : "-m100000", dir, allowFail: true);
+            string output = Exec(Path.Combine(dir, "pan"), "-m100000 -E", dir, allowFail: true);
             sw.Stop();
             bool violation = ErrorsRegex().Match(output) is { Success: true } m && int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) > 0;
             long states = StatesRegex().Match(output) is { Success: true } s ? long.Parse(s.Groups[1].Value, CultureInfo.InvariantCulture) : 0;
@@ -88,23 +88,23 @@ public static partial class SpinBench
     [GeneratedRegex(@"pan: elapsed time ([\d.e+-]+) seconds")]
     private static partial Regex TimeRegex();
 
-    public sealed record BenchResult(ExplorationResult MmCheck, SpinResult Spin, int Rounds)
+    public sealed record BenchResult(ExplorationResult MmCheck, SpinResult Spin, Scenario Scenario)
     {
         public override string ToString() =>
-            $"core model (gup-longterm, ext4, writeback x2, reclaim, fix on, {Rounds} rounds), exhaustive:\n" +
+            $"core model, exhaustive search: {Scenario.Summary}\n" +
             $"  mmcheck: {MmCheck.States:N0} states in {MmCheck.Elapsed.TotalSeconds:F3} s = {MmCheck.StatesPerSecond:N0} states/s ({MmCheck.Mode})\n" +
             $"  spin:    {Spin.States:N0} states in {Spin.Seconds:F3} s = {Spin.StatesPerSecond:N0} states/s (pan -DSAFETY)\n" +
             $"  ratio mmcheck/spin: {(Spin.StatesPerSecond > 0 ? MmCheck.StatesPerSecond / Spin.StatesPerSecond : double.NaN):F3}";
     }
 
     /// <summary>One run of each on the safe (fixed) core model with more rounds, so both explore everything.</summary>
-    public static BenchResult Run(string promela, TextWriter? log, int rounds = 6)
+    public static BenchResult Run(string promela, TextWriter? log, int rounds = 2, int specs = 3, int specPasses = 3)
     {
-        var sc = CoreScenario(rounds, fix: true);
+        var sc = CoreScenario(rounds, fix: true, specs, specPasses);
         log?.WriteLine($"mmcheck: bench: running mmcheck on {sc.Summary}");
         var mm = new DfsExplorer(sc.Build, new ExploreOptions { MaxSteps = sc.MaxSteps }).Run();
         log?.WriteLine("mmcheck: bench: running spin on " + promela);
-        var spin = RunSpin(promela, rounds, fix: true);
-        return new BenchResult(mm, spin, rounds);
+        var spin = RunSpin(promela, rounds, fix: true, specs, specPasses);
+        return new BenchResult(mm, spin, sc);
     }
 }
