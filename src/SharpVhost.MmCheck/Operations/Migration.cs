@@ -37,6 +37,8 @@ public sealed class Migration(Kernel k, string name) : Invalidator(k, name)
             {
                 if (K.Has(Fixes.AnonExclusivePin) && K.Kind == PageKind.Anon && K.MaybeDmaPinned(x, p))
                     return Go(x, 4, "try_to_migrate_one: pinned anon-exclusive page, abort");
+                if (K.MappedPage(x) != p)
+                    return Go(x, 4, "try_to_migrate_one: pte no longer maps the page");
                 int pf = x.Get(K.PteFlagsField);
                 if ((pf & (int)PteFlags.Dirty) != 0) K.SetPageDirty(x, p);
                 x.Set(Me.Aux2, 1 | ((pf & (int)PteFlags.Writable) != 0 ? 2 : 0));

@@ -6,8 +6,12 @@ using SharpVhost.MmCheck.Scenarios;
 
 namespace SharpVhost.MmCheck.Tool;
 
-/// <summary>One cell of the matrix: a strategy on a page kind against a concurrent operation.</summary>
-public sealed record MatrixCell(Strategy Strategy, PageKind Page, string Column, CheckReport Report);
+/// <summary>
+/// One cell of the matrix: a strategy on a page kind against a concurrent operation. <see cref="Report"/>
+/// checks all rules at once; <see cref="PerRule"/> holds, for each rule the model can break here, the
+/// report of a check of that rule alone (so a short lost write does not hide a longer path to the BUG).
+/// </summary>
+public sealed record MatrixCell(Strategy Strategy, PageKind Page, string Column, CheckReport Report, IReadOnlyList<(Rule Rule, CheckReport Report)> PerRule);
 
 /// <summary>
 /// Every strategy against every page kind and concurrent operation. Each column is the operation plus
@@ -48,25 +52,49 @@ public static class MatrixRunner
                 {
                     var sc = CellScenario(s, k, col);
                     var r = Checker.Check(sc, options);
-                    cells.Add(new MatrixCell(s, k, col.Name, r));
-                    progress?.WriteLine($"mmcheck matrix: {sc.Name}: {Cell(r)} ({r.Search.States:N0} states)");
+                    var per = new List<(Rule, CheckReport)>();
+                    if (r.Verdict == Verdict.Violation)
+                        foreach (var rule in Enum.GetValues<Rule>())
+                        {
+                            var one = Checker.Check(sc with { Checks = new HashSet<Rule> { rule } }, options);
+                            if (one.Verdict == Verdict.Violation) per.Add((rule, one));
+                        }
+                    var cell = new MatrixCell(s, k, col.Name, r, per);
+                    cells.Add(cell);
+                    progress?.WriteLine($"mmcheck matrix: {sc.Name}: {Cell(cell)} ({r.Search.States:N0} states)");
                 }
         return cells;
     }
 
-    public static string Cell(CheckReport r) =>
-        r.Verdict == Verdict.Safe ? (r.Search.BoundHit ? "safe*" : "safe") : $"{r.Counterexample.Rule?.Name()} ({r.Counterexample.Trace.Count})";
+    public static string Abbrev(Rule r) => r switch
+    {
+        Rule.Ext4NoBuffersBug => "BUG",
+        Rule.LostWrite => "LW",
+        Rule.UseAfterFree => "UAF",
+        Rule.InvalidateCounter => "CNT",
+        Rule.SleepInNonblockingNotifier => "SLP",
+        Rule.Deadlock => "DL",
+        _ => "?",
+    };
+
+    /// <summary>"safe", or every rule broken with its shortest trace length, e.g. "LW11 BUG22".</summary>
+    public static string Cell(MatrixCell c) =>
+        c.Report.Verdict == Verdict.Safe
+            ? (c.Report.Search.BoundHit ? "safe*" : "safe")
+            : string.Join(" ", c.PerRule.Select(p => $"{Abbrev(p.Rule)}{p.Report.Counterexample.Trace.Count}"));
 
     public static string Text(List<MatrixCell> cells)
     {
         var sb = new StringBuilder();
-        sb.AppendLine("mmcheck matrix: worker with 2 rounds; cell = first rule broken on the shortest trace (its length in steps), or safe (state space exhausted; safe* = within the step bound)");
+        sb.AppendLine("mmcheck matrix: worker with 2 rounds. A cell lists each rule the model breaks with the length of its");
+        sb.AppendLine("shortest trace in steps, or says safe (state space exhausted; safe* = within the step bound).");
+        sb.AppendLine("BUG ext4-no-buffers-bug, LW lost-write, UAF use-after-free, CNT invalidate-counter, SLP sleep-in-notifier, DL deadlock");
         foreach (var k in Enum.GetValues<PageKind>())
         {
             sb.AppendLine();
             sb.AppendLine($"page kind: {k.Name()}");
             int w0 = Scenario.StrategyNames.Max(n => n.Name.Length) + 2;
-            var widths = Columns.Select(c => Math.Max(c.Name.Length, cells.Where(x => x.Column == c.Name).Max(x => Cell(x.Report).Length)) + 2).ToArray();
+            var widths = Columns.Select(c => Math.Max(c.Name.Length, cells.Where(x => x.Column == c.Name).Max(x => Cell(x).Length)) + 2).ToArray();
             sb.Append("strategy".PadRight(w0));
             for (int i = 0; i < Columns.Length; i++) sb.Append(Columns[i].Name.PadRight(widths[i]));
             sb.AppendLine();
@@ -76,7 +104,7 @@ public static class MatrixRunner
                 for (int i = 0; i < Columns.Length; i++)
                 {
                     var c = cells.First(x => x.Strategy == s && x.Page == k && x.Column == Columns[i].Name);
-                    sb.Append(Cell(c.Report).PadRight(widths[i]));
+                    sb.Append(Cell(c).PadRight(widths[i]));
                 }
                 sb.AppendLine();
             }
@@ -105,6 +133,9 @@ public static class MatrixRunner
                 {
                     w.WriteString("rule", c.Report.Counterexample.Rule?.Name());
                     w.WriteNumber("trace_steps", c.Report.Counterexample.Trace.Count);
+                    w.WriteStartObject("rules");
+                    foreach (var (rule, rep) in c.PerRule) w.WriteNumber(rule.Name(), rep.Counterexample.Trace.Count);
+                    w.WriteEndObject();
                 }
                 w.WriteNumber("states", c.Report.Search.States);
                 w.WriteBoolean("bound_reached", c.Report.Search.BoundHit);
