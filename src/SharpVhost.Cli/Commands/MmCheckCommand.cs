@@ -19,9 +19,10 @@ public static class MmCheckCommand
         var noPor = new Option<bool>("--no-por") { Description = "Turn the partial-order reduction off" };
         var bench = new Option<bool>("--bench-vs-spin") { Description = "Run the core model in mmcheck and in Spin's compiled verifier and print states/s of both" };
         var promela = new Option<FileInfo?>("--promela") { Description = "Promela file for --bench-vs-spin (default promela/core.pml)" };
+        var window = new Option<bool>("--measure-window") { Description = "Also measure each pinner's race window in steps and the random-walk hit rate" };
 
         var cmd = new Command("mmcheck", "Explore an executable model of the Linux memory-management rules behind direct-mapped vring metadata");
-        foreach (var o in new Option[] { scenario, json, matrix, maxSteps, maxPreemptions, threads, random, seed, noPor, bench, promela })
+        foreach (var o in new Option[] { scenario, json, matrix, maxSteps, maxPreemptions, threads, random, seed, noPor, bench, promela, window })
             cmd.Options.Add(o);
         cmd.SetAction(parse =>
         {
@@ -32,6 +33,7 @@ public static class MmCheckCommand
                 Matrix = parse.GetValue(matrix),
                 BenchVsSpin = parse.GetValue(bench),
                 PromelaPath = parse.GetValue(promela)?.FullName,
+                MeasureWindow = parse.GetValue(window),
                 Options = new CheckOptions
                 {
                     MaxSteps = parse.GetValue(maxSteps),

@@ -85,12 +85,12 @@ public sealed class DfsExplorer
             var s = machine.Initial;
             bool bounded = owner._o.MaxPreemptions is not null;
             if (bounded) s[Layout.LastActorField] = 255;
-            if (owner._visited.Visit(s, 0, 0) is uint sleep)
-                Dfs(s, sleep, 0);
+            if (owner._visited.Visit(s, 0, 0, out uint only))
+                Dfs(s, 0, only, 0);
             Interlocked.Add(ref owner._transitions, _localTransitions);
         }
 
-        private void Dfs(in StateVector s, uint sleep, int depth)
+        private void Dfs(in StateVector s, uint sleep, uint only, int depth)
         {
             if (owner._stop || owner._o.Cancel.IsCancellationRequested) { owner._stop = true; return; }
             if (depth > owner._maxDepth) InterlockedMax(ref owner._maxDepth, depth);
@@ -112,11 +112,12 @@ public sealed class DfsExplorer
             uint done = 0;
             int n = list.Count;
             int offset = id % n;
+            var span = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(list);
             for (int k = 0; k < n; k++)
             {
-                var t = list[(k + offset) % n];
+                ref readonly var t = ref span[(k + offset) % n];
                 uint bit = 1u << t.Actor;
-                if ((sleep & bit) != 0) continue;
+                if ((sleep & bit) != 0 || (only & bit) == 0) continue;
                 _localTransitions++;
                 if (t.Violation is Rule rule)
                 {
@@ -130,7 +131,7 @@ public sealed class DfsExplorer
                 if (por)
                 {
                     uint asleep = sleep | done;
-                    foreach (var u in list)
+                    foreach (ref readonly var u in span)
                         if ((asleep & (1u << u.Actor)) != 0 && u.IndependentOf(t)) childSleep |= 1u << u.Actor;
                 }
                 else if (preemptBound is int pb)
@@ -141,10 +142,10 @@ public sealed class DfsExplorer
                     next[Layout.PreemptionsField] = (byte)used;
                     next[Layout.LastActorField] = (byte)t.Actor;
                 }
-                if (owner._visited.Visit(next, childSleep, depth + 1) is uint explore)
+                if (owner._visited.Visit(next, childSleep, depth + 1, out uint childOnly))
                 {
                     _path.Add(t);
-                    Dfs(next, explore, depth + 1);
+                    Dfs(next, childSleep, childOnly, depth + 1);
                     _path.RemoveAt(_path.Count - 1);
                     if (owner._stop) return;
                 }

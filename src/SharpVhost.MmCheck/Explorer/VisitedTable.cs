@@ -23,32 +23,36 @@ public sealed class VisitedTable
     private static ulong Pack(uint sleep, int depth) => ((ulong)(uint)depth << 32) | sleep;
 
     /// <summary>
-    /// Records a visit with sleep set <paramref name="sleep"/> at <paramref name="depth"/>; returns the sleep set
-    /// to explore with, or null when an earlier visit already explored at least as much.
+    /// Records a visit with sleep set <paramref name="sleep"/> at <paramref name="depth"/>. Returns false when an
+    /// earlier visit already explored at least as much. Otherwise <paramref name="only"/> says which actors'
+    /// steps still need exploring: all of them on a first visit (or one at a smaller depth, where the step bound
+    /// cut less), else just those the earlier visit had asleep and this one has awake (state caching with
+    /// sleep sets as in Godefroid's thesis, ch. 6).
     /// </summary>
-    public uint? Visit(in StateVector s, uint sleep, int depth)
+    public bool Visit(in StateVector s, uint sleep, int depth, out uint only)
     {
         ulong h = s.Hash64();
         var t = _tables[(int)(h >> 58)];
+        only = uint.MaxValue;
         lock (t)
         {
             if (!t.TryGetValue(s, out ulong e))
             {
                 t[s] = Pack(sleep, depth);
                 Interlocked.Increment(ref _count);
-                return sleep;
+                return true;
             }
             uint oldSleep = (uint)e;
             int oldDepth = (int)(e >> 32);
-            if (depth >= oldDepth && (oldSleep & ~sleep) == 0) return null;
             if (depth < oldDepth)
             {
                 t[s] = Pack(sleep, depth);
-                return sleep;
+                return true;
             }
-            uint merged = oldSleep & sleep;
-            t[s] = Pack(merged, oldDepth);
-            return merged;
+            if ((oldSleep & ~sleep) == 0) return false;
+            only = oldSleep & ~sleep;
+            t[s] = Pack(oldSleep & sleep, oldDepth);
+            return true;
         }
     }
 }

@@ -42,6 +42,12 @@ public abstract class Actor
 
     public bool IsDone(in StateVector s) => s[Me.Pc] == Done;
 
+    /// <summary>
+    /// True while this actor holds a pin it has written (or will write) through and has not yet called
+    /// set_page_dirty: the window the review argued about. Actors without such a window say false.
+    /// </summary>
+    public virtual bool InDirtyWindow(in StateVector s) => false;
+
     protected int Pc(Exec x) => x.Get(Me.Pc);
 
     /// <summary>Moves to program counter <paramref name="pc"/> after doing a step named <paramref name="label"/>.</summary>

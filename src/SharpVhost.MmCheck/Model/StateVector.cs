@@ -21,12 +21,24 @@ public struct StateVector : IEquatable<StateVector>
 
     public byte this[int field]
     {
-        readonly get => MemoryMarshal.AsBytes((ReadOnlySpan<ulong>)Words)[field];
-        set => MemoryMarshal.AsBytes((Span<ulong>)Words)[field] = value;
+        readonly get
+        {
+            if ((uint)field >= Size) throw new IndexOutOfRangeException();
+            return Unsafe.Add(ref Unsafe.As<StateWords, byte>(ref Unsafe.AsRef(in Words)), field);
+        }
+        set
+        {
+            if ((uint)field >= Size) throw new IndexOutOfRangeException();
+            Unsafe.Add(ref Unsafe.As<StateWords, byte>(ref Words), field) = value;
+        }
     }
 
-    public readonly bool Equals(StateVector other) =>
-        ((ReadOnlySpan<ulong>)Words).SequenceEqual((ReadOnlySpan<ulong>)other.Words);
+    public readonly bool Equals(StateVector other)
+    {
+        ReadOnlySpan<ulong> a = Words, b = other.Words;
+        return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3]
+            && a[4] == b[4] && a[5] == b[5] && a[6] == b[6] && a[7] == b[7];
+    }
 
     public override readonly bool Equals(object? obj) => obj is StateVector v && Equals(v);
 

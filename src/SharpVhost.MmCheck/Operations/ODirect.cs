@@ -8,6 +8,8 @@ namespace SharpVhost.MmCheck.Operations;
 /// </summary>
 public sealed class ODirect(Kernel k, string name) : Actor(k, name)
 {
+    public override bool InDirtyWindow(in StateVector s) => s[Me.Pc] is >= 2 and <= 4;
+
     public override bool Step(Exec x)
     {
         int p = x.Get(Me.Page);

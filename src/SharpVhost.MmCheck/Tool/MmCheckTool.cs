@@ -19,12 +19,33 @@ public sealed record MmCheckRequest
     public bool Matrix { get; init; }
     public bool BenchVsSpin { get; init; }
     public string? PromelaPath { get; init; }
+    /// <summary>Also measure each pinner's race window (fewest foreign steps inside it) and the random-walk hit rate.</summary>
+    public bool MeasureWindow { get; init; }
     public CheckOptions Options { get; init; } = new();
 }
 
 /// <summary>The tool behind the command: runs a scenario, the matrix or the Spin benchmark.</summary>
 public static class MmCheckTool
 {
+    /// <summary>For every actor with a pin-to-dirty window: the fewest foreign steps that must fit in it to break a rule.</summary>
+    public static string WindowReport(Scenario scenario)
+    {
+        var sb = new System.Text.StringBuilder();
+        var m = scenario.Build();
+        for (int i = 0; i < m.Actors.Count; i++)
+        {
+            var a = m.Actors[i];
+            if (a.GetType().GetMethod(nameof(Model.Actor.InDirtyWindow))?.DeclaringType == typeof(Model.Actor)) continue;
+            var w = WindowSearch.Measure(m, i);
+            if (w is null) { sb.AppendLine($"window of {a.Name}: no rule can be broken"); continue; }
+            sb.AppendLine($"window of {a.Name}: at least {w.ForeignSteps} steps of other CPUs must run while {a.Name} holds its pin and has not yet dirtied the page ({w.OwnWindowSteps} of its own steps there on that path):");
+            ReportWriter.AppendTrace(sb, w.Trace);
+        }
+        double rate = WindowSearch.HitRate(scenario.Build, 20000, scenario.MaxSteps, 1);
+        sb.AppendLine($"random scheduler: {rate:P2} of 20,000 random walks break a rule");
+        return sb.ToString();
+    }
+
     public static int Run(MmCheckRequest req, TextWriter stdout, TextWriter stderr)
     {
         if (req.BenchVsSpin)
@@ -57,6 +78,7 @@ public static class MmCheckTool
         };
         var report = Checker.Check(scenario, options);
         stdout.Write(req.Json ? ReportWriter.Json(report) + "\n" : ReportWriter.Text(report));
+        if (req.MeasureWindow && !req.Json) stdout.Write(WindowReport(scenario));
         return report.Verdict == Verdict.Safe ? ExitCodes.Safe : ExitCodes.Violation;
     }
 }
