@@ -89,23 +89,28 @@ public static partial class SpinBench
     [GeneratedRegex(@"pan: elapsed time ([\d.e+-]+) seconds")]
     private static partial Regex TimeRegex();
 
-    public sealed record BenchResult(ExplorationResult MmCheck, SpinResult Spin, Scenario Scenario)
+    public sealed record BenchResult(ExplorationResult OneThread, ExplorationResult AllCores, SpinResult Spin, Scenario Scenario)
     {
+        private string Ratio(ExplorationResult r) =>
+            (Spin.StatesPerSecond > 0 ? r.StatesPerSecond / Spin.StatesPerSecond : double.NaN).ToString("F2", CultureInfo.InvariantCulture);
+
         public override string ToString() =>
             $"core model, exhaustive search: {Scenario.Summary}\n" +
-            $"  mmcheck: {MmCheck.States:N0} states in {MmCheck.Elapsed.TotalSeconds:F3} s = {MmCheck.StatesPerSecond:N0} states/s ({MmCheck.Mode})\n" +
-            $"  spin:    {Spin.States:N0} states in {Spin.Seconds:F3} s = {Spin.StatesPerSecond:N0} states/s (pan -DSAFETY)\n" +
-            $"  ratio mmcheck/spin: {(Spin.StatesPerSecond > 0 ? MmCheck.StatesPerSecond / Spin.StatesPerSecond : double.NaN):F3}";
+            $"  mmcheck, 1 thread:   {OneThread.States:N0} states in {OneThread.Elapsed.TotalSeconds:F3} s = {OneThread.StatesPerSecond:N0} states/s ({OneThread.Mode})\n" +
+            $"  mmcheck, {Environment.ProcessorCount} threads:  {AllCores.States:N0} states in {AllCores.Elapsed.TotalSeconds:F3} s = {AllCores.StatesPerSecond:N0} states/s\n" +
+            $"  spin (pan, 1 core):  {Spin.States:N0} states in {Spin.Seconds:F3} s = {Spin.StatesPerSecond:N0} states/s (pan -DSAFETY, gcc -O2)\n" +
+            $"  ratio mmcheck/spin in states/s: {Ratio(OneThread)} on one thread, {Ratio(AllCores)} on all cores";
     }
 
-    /// <summary>One run of each on the safe (fixed) core model with more rounds, so both explore everything.</summary>
+    /// <summary>One run of each on the safe (fixed) core model grown with speculative lookups, so all explore everything.</summary>
     public static BenchResult Run(string promela, TextWriter? log, int rounds = 2, int specs = 3, int specPasses = 3)
     {
         var sc = CoreScenario(rounds, fix: true, specs, specPasses);
         log?.WriteLine($"mmcheck: bench: running mmcheck on {sc.Summary}");
-        var mm = new DfsExplorer(sc.Build, new ExploreOptions { MaxSteps = sc.MaxSteps }).Run();
+        var one = new DfsExplorer(sc.Build, new ExploreOptions { MaxSteps = sc.MaxSteps, Threads = 1 }).Run();
+        var all = new DfsExplorer(sc.Build, new ExploreOptions { MaxSteps = sc.MaxSteps }).Run();
         log?.WriteLine("mmcheck: bench: running spin on " + promela);
         var spin = RunSpin(promela, rounds, fix: true, specs, specPasses);
-        return new BenchResult(mm, spin, sc);
+        return new BenchResult(one, all, spin, sc);
     }
 }
