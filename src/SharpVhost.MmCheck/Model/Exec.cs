@@ -51,6 +51,13 @@ public sealed class Exec
 
     public void ClearFlag(int f, PageFlags flag) => Set(f, Get(f) & ~(int)flag);
 
+    /// <summary>A blocked step: says what it waits for (shown when a deadlock is reported) and returns false.</summary>
+    public bool Wait(string what)
+    {
+        Label = what;
+        return false;
+    }
+
     /// <summary>Reports a broken rule; ignored when the scenario does not check that rule.</summary>
     public void Violate(Rule rule, string detail)
     {

@@ -148,7 +148,7 @@ public sealed class Kernel
     /// <summary>lock_page: false (blocked) while someone else holds the lock.</summary>
     public bool TryLockPage(Exec x, int p)
     {
-        if (PageHas(x, p, PageFlags.Locked)) return false;
+        if (PageHas(x, p, PageFlags.Locked)) return x.Wait("waits in lock_page");
         x.SetFlag(Flags[p], PageFlags.Locked);
         return true;
     }

@@ -79,9 +79,16 @@ public sealed class Machine
         if (!AllDone(s))
         {
             if (!Checked.Contains(Rule.Deadlock)) return null;
-            var copy = s;
-            var stuck = Actors.Where(a => !a.IsDone(copy)).Select(a => a.Name);
-            return (Rule.Deadlock, "no actor can move; blocked: " + string.Join(", ", stuck));
+            var stuck = new List<string>();
+            var x = new Exec(Checked);
+            foreach (var a in Actors)
+            {
+                if (a.IsDone(s)) continue;
+                x.Reset(s);
+                a.Step(x);
+                stuck.Add(x.Label.Length > 0 ? $"{a.Name} {x.Label}" : $"{a.Name} is blocked");
+            }
+            return (Rule.Deadlock, "no actor can move: " + string.Join("; ", stuck));
         }
         int count = (sbyte)s[Kernel.InvCount];
         if (count != 0 && Checked.Contains(Rule.InvalidateCounter))

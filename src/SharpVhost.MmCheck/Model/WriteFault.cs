@@ -49,7 +49,7 @@ public static class WriteFault
                 int p = pte != 0 && !k.PageHas(x, pte - 1, PageFlags.Freed) ? pte - 1 : k.CachedPage(x);
                 if (p >= 0)
                 {
-                    if (x.Get(k.Ref[p]) == 0) return SubResult.Blocked; // frozen by reclaim/migration: find_get_page retries
+                    if (x.Get(k.Ref[p]) == 0) { x.Wait("waits: page refcount frozen"); return SubResult.Blocked; } // frozen by reclaim/migration: find_get_page retries
                     k.GetPage(x, p);
                     x.Set(a.Page, p);
                     x.Set(a.Sub, 1);

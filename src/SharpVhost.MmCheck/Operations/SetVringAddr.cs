@@ -14,11 +14,11 @@ public sealed class SetVringAddr(Kernel k, string name) : Actor(k, name)
         switch (Pc(x))
         {
             case 0:
-                if (x.Get(K.VqMutex) != 0) return false;
+                if (x.Get(K.VqMutex) != 0) return x.Wait("waits for vq->mutex");
                 x.Set(K.VqMutex, 1);
                 return Go(x, 1, "mutex_lock(vq->mutex)");
             case 1:
-                if (x.Get(K.InCallback) != 0) return false; // SRCU: wait for callbacks running now, not for start..end
+                if (x.Get(K.InCallback) != 0) return x.Wait("waits for notifier callbacks to finish"); // SRCU: wait for callbacks running now, not for start..end
                 x.Set(K.Registered, 0);
                 return Go(x, 2, "mmu_notifier_unregister");
             case 2:
@@ -35,7 +35,7 @@ public sealed class SetVringAddr(Kernel k, string name) : Actor(k, name)
                 return Go(x, 3, (K.Has(Fixes.ResetInvalidateCount) ? "vhost_uninit_vq_maps, invalidate_count = 0, set new addresses" : "vhost_uninit_vq_maps, set new addresses"));
             }
             case 3:
-                if (x.Get(K.Active) != 0) return false; // mm_take_all_locks excludes invalidations in progress
+                if (x.Get(K.Active) != 0) return x.Wait("waits for invalidations in progress"); // mm_take_all_locks excludes invalidations in progress
                 x.Set(K.Registered, 1);
                 return Go(x, 4, "mmu_notifier_register");
             case 4:

@@ -34,7 +34,7 @@ public sealed class IntervalNotifier(Kernel k, string name, int rounds) : Worker
                     K.PutPage(x, stale - 1);
                     return Go(x, 1, "vunmap stale map, put_page");
                 }
-                if (x.Get(K.Active) != 0) return false; // read_begin waits for the invalidation to end
+                if (x.Get(K.Active) != 0) return x.Wait("waits in mmu_interval_read_begin"); // read_begin waits for the invalidation to end
                 x.Set(Me.Cb, x.Get(K.Seq));
                 return Go(x, 2, "seq = mmu_interval_read_begin()");
             }

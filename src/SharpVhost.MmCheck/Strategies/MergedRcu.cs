@@ -16,7 +16,7 @@ public sealed class MergedRcu(Kernel k, string name, int rounds, bool guard) : W
         {
             case 0:
                 if (RoundsDone(x)) return Go(x, Done, "stop");
-                if (x.Get(K.VqMutex) != 0) return false;
+                if (x.Get(K.VqMutex) != 0) return x.Wait("waits for vq->mutex");
                 x.Set(K.VqMutex, 1);
                 return Go(x, 1, "mutex_lock(vq->mutex)");
             case 1:
@@ -39,7 +39,7 @@ public sealed class MergedRcu(Kernel k, string name, int rounds, bool guard) : W
                 return true;
             }
             case 4:
-                if (x.Get(K.MmuLock) != 0) return false;
+                if (x.Get(K.MmuLock) != 0) return x.Wait("waits for mmu_lock");
                 if (guard && x.GetSigned(K.InvCount) != 0)
                     return Go(x, 6, "vhost_map_prefetch: spin_lock(mmu_lock), invalidate_count != 0, give up");
                 x.Set(K.MmuLock, 1);
@@ -69,7 +69,7 @@ public sealed class MergedRcu(Kernel k, string name, int rounds, bool guard) : W
         {
             case 0:
             {
-                if (x.Get(K.MmuLock) != 0) return SubResult.Blocked;
+                if (x.Get(K.MmuLock) != 0) { x.Wait("(in invalidate_range_start) vhost: waits for mmu_lock"); return SubResult.Blocked; }
                 x.Set(K.InvCount, x.GetSigned(K.InvCount) + 1);
                 int m = x.Get(K.VqMap);
                 x.Set(caller.Cb, m);
@@ -85,7 +85,7 @@ public sealed class MergedRcu(Kernel k, string name, int rounds, bool guard) : W
                 return SubResult.Running;
             }
             case 1:
-                if (x.Get(K.Rcu) != 0) return SubResult.Blocked;
+                if (x.Get(K.Rcu) != 0) { x.Wait("(in invalidate_range_start) vhost: waits in synchronize_rcu"); return SubResult.Blocked; }
                 K.MaySleep(x, blockable, "synchronize_rcu()");
                 x.Set(caller.Sub, 3);
                 x.Label = "vhost: synchronize_rcu";

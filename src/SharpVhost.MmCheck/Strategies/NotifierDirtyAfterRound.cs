@@ -15,7 +15,7 @@ public sealed class NotifierDirtyAfterRound(Kernel k, string name, int rounds) :
         {
             case 0:
                 if (RoundsDone(x)) return Go(x, Done, "stop");
-                if (x.Get(K.VqMutex) != 0) return false;
+                if (x.Get(K.VqMutex) != 0) return x.Wait("waits for vq->mutex");
                 x.Set(K.VqMutex, 1);
                 return Go(x, 1, "mutex_lock(vq->mutex)");
             case 1:
@@ -73,7 +73,7 @@ public sealed class NotifierDirtyAfterRound(Kernel k, string name, int rounds) :
         switch (cbPc)
         {
             case 0:
-                if (x.Get(K.VqMutex) != 0) return SubResult.Blocked;
+                if (x.Get(K.VqMutex) != 0) { x.Wait("(in invalidate_range_start) vhost: waits for vq->mutex"); return SubResult.Blocked; }
                 K.MaySleep(x, blockable, "mutex_lock(vq->mutex)");
                 x.Set(K.VqMutex, 1);
                 x.Set(caller.Sub, 2);
