@@ -73,7 +73,10 @@ public sealed class DfsExplorer
         }
     }
 
-    /// <summary>One thread's search; it visits actors starting from a thread-specific offset.</summary>
+    /// <summary>
+    /// One thread's search. It tries actors from the last to the first (the worker last), rotated by a
+    /// thread-specific offset: measured on the core model, worker-last halves the transitions sleep sets leave.
+    /// </summary>
     private sealed class Search(DfsExplorer owner, Machine machine, int id)
     {
         private readonly List<List<Successor>> _levels = [];
@@ -115,7 +118,7 @@ public sealed class DfsExplorer
             var span = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(list);
             for (int k = 0; k < n; k++)
             {
-                ref readonly var t = ref span[(k + offset) % n];
+                ref readonly var t = ref span[(n - 1 - k + offset) % n];
                 uint bit = 1u << t.Actor;
                 if ((sleep & bit) != 0 || (only & bit) == 0) continue;
                 _localTransitions++;
