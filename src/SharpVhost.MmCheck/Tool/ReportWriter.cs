@@ -13,7 +13,7 @@ public static class ReportWriter
         var sb = new StringBuilder();
         var s = r.Search;
         sb.AppendLine($"scenario {r.Scenario.Name}: {r.Scenario.Summary}");
-        sb.AppendLine($"search: {s.Mode}, {s.States:N0} states, {s.Transitions:N0} transitions, max depth {s.MaxDepth}, {s.Elapsed.TotalSeconds:F2} s ({s.StatesPerSecond:N0} states/s){(s.BoundHit ? ", bound reached" : ", complete")}");
+        sb.AppendLine($"search: {s.Mode}, {s.States:N0} states, {s.Transitions:N0} transitions, max depth {s.MaxDepth}, {s.Elapsed.TotalSeconds:F2} s ({s.StatesPerSecond:N0} states/s){(s.Verdict == Verdict.Violation ? ", stopped at the first violation" : s.BoundHit ? ", bound reached" : ", complete")}");
         if (r.Verdict == Verdict.Safe)
         {
             sb.AppendLine(s.BoundHit
