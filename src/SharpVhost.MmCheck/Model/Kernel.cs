@@ -1,8 +1,5 @@
 namespace SharpVhost.MmCheck.Model;
 
-/// <summary>Outcome of one step of a multi-step sub-path (a fault, a notifier callback).</summary>
-public enum SubResult { Blocked, Running, Done, Failed }
-
 /// <summary>
 /// The shared kernel objects: up to three page frames (the ring page and the pages that may replace it
 /// after reclaim or migration), the one page-table entry of the ring's user address, the VMA, and the
@@ -254,14 +251,4 @@ public sealed class Kernel
     {
         if (!blockable) x.Violate(Rule.SleepInNonblockingNotifier, $"{what} in an invalidate_range_start called with blockable=false");
     }
-}
-
-/// <summary>An MMU-notifier subscriber (a strategy that registers one).</summary>
-public interface INotifierSubscriber
-{
-    /// <summary>Step <paramref name="cbPc"/> of the start callback; sets <c>caller.Sub</c> to cbPc+2 to continue at cbPc+1.</summary>
-    SubResult OnInvalidateStart(Exec x, ActorSlots caller, int cbPc, bool blockable);
-
-    /// <summary>The whole end callback as one step; returns its label or "".</summary>
-    string OnInvalidateEnd(Exec x);
 }
