@@ -6,8 +6,10 @@ namespace SharpVhost.MmCheck.Explorer;
 /// <summary>
 /// Breadth-first search over all interleavings (no reduction), keeping a parent link per state, so the
 /// first violation it meets has the fewest steps of all: the counterexample the tool prints.
+/// It gives up (verdict safe, bound reached) after <paramref name="maxStates"/> states, so a huge model
+/// found violating by random walks keeps the walk's own trace instead of exhausting memory.
 /// </summary>
-public sealed class BfsExplorer(Machine machine, ExploreOptions options)
+public sealed class BfsExplorer(Machine machine, ExploreOptions options, int maxStates = 20_000_000)
 {
     public ExplorationResult Run()
     {
@@ -57,7 +59,7 @@ public sealed class BfsExplorer(Machine machine, ExploreOptions options)
         Add(machine.Initial, -1, default, 0);
         for (int head = 0; head < states.Count; head++)
         {
-            if (options.Cancel.IsCancellationRequested) break;
+            if (options.Cancel.IsCancellationRequested || states.Count > maxStates) { boundHit = true; break; }
             var s = states[head];
             int d = depth[head];
             maxDepth = Math.Max(maxDepth, d);
