@@ -71,7 +71,13 @@ public static partial class SpinBench
     private static string Exec(string file, string args, string dir, bool allowFail = false)
     {
         var psi = new ProcessStartInfo(file, args) { WorkingDirectory = dir, RedirectStandardOutput = true, RedirectStandardError = true };
-        using var p = Process.Start(psi) ?? throw new InvalidOperationException($"cannot start {file}");
+        Process? started;
+        try { started = Process.Start(psi); }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            throw new InvalidOperationException($"cannot run {file} ({e.Message}): Spin and gcc are required (Debian packages spin and gcc; scripts/install-deps.sh installs them)", e);
+        }
+        using var p = started ?? throw new InvalidOperationException($"cannot start {file}");
         var err = p.StandardError.ReadToEndAsync();
         string output = p.StandardOutput.ReadToEnd();
         p.WaitForExit();
