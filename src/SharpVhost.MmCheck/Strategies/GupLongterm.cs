@@ -44,7 +44,7 @@ public sealed class GupLongterm(Kernel k, string name, int rounds, bool modern) 
                 if (RoundsDone(x)) return Go(x, 3, "stop: set_page_dirty_lock: lock_page") && LockOrBlock(x);
                 K.VmapWrite(x, lmap, Name);
                 NextRound(x);
-                return Go(x, 2, "write used ring through vmap");
+                return Go(x, 2, "read avail/desc, write used ring through vmap");
             case 3:
             {
                 int p = x.Get(Me.Page);

@@ -22,7 +22,7 @@ public sealed class IntervalNotifier(Kernel k, string name, int rounds) : Worker
                 {
                     K.VmapWrite(x, x.Get(K.VqMap), Name);
                     NextRound(x);
-                    return Go(x, 0, "spin_lock(user_lock), write used ring through map, spin_unlock");
+                    return Go(x, 0, "spin_lock(user_lock), read avail/desc, write used ring through map, spin_unlock");
                 }
                 return Go(x, 1, "spin_lock(user_lock), no map, spin_unlock");
             case 1:

@@ -30,7 +30,7 @@ public sealed class MergedRcu(Kernel k, string name, int rounds, bool guard) : W
             case 2:
                 K.VmapWrite(x, x.Get(Me.Aux2), Name);
                 x.Set(K.Rcu, 0);
-                return Go(x, 6, "write used ring through map, rcu_read_unlock");
+                return Go(x, 6, "read avail/desc, write used ring through map, rcu_read_unlock");
             case 3:
             {
                 var r = CopyToUser(x);

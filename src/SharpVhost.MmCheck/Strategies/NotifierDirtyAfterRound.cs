@@ -24,7 +24,7 @@ public sealed class NotifierDirtyAfterRound(Kernel k, string name, int rounds) :
                 if (m != 0)
                 {
                     K.VmapWrite(x, m, Name);
-                    return Go(x, 4, "write used ring through vmap");
+                    return Go(x, 4, "read avail/desc, write used ring through vmap");
                 }
                 int p = K.GupFastWritable(x);
                 if (p < 0) return Go(x, 3, "get_user_pages_fast fails: use copy_to_user");
@@ -35,7 +35,7 @@ public sealed class NotifierDirtyAfterRound(Kernel k, string name, int rounds) :
             }
             case 2:
                 K.VmapWrite(x, x.Get(K.VqMap), Name);
-                return Go(x, 4, "write used ring through vmap");
+                return Go(x, 4, "read avail/desc, write used ring through vmap");
             case 3:
                 return CopyRoundThen(x, 6);
             case 4:

@@ -3,7 +3,9 @@ using SharpVhost.MmCheck.Model;
 namespace SharpVhost.MmCheck.Strategies;
 
 /// <summary>
-/// The vhost worker: <c>rounds</c> times it writes the used ring through its strategy's mapping.
+/// The vhost worker: <c>rounds</c> times it reads the avail ring and descriptors and writes the used ring
+/// through its strategy's mapping (one access step: the ring page is one page, so the read and the write
+/// see the same mapping and the same detectors).
 /// Fields: Aux counts rounds, Aux2 holds the worker's local map pointer (page+1), Cb a sampled sequence.
 /// </summary>
 public abstract class Worker(Kernel k, string name, int rounds) : Actor(k, name)
@@ -20,7 +22,7 @@ public abstract class Worker(Kernel k, string name, int rounds) : Actor(k, name)
         if (x.Get(Me.Sub) == 0 && K.UserWriteOk(x))
         {
             K.UserWrite(x);
-            x.Label = "copy_to_user(used ring)";
+            x.Label = "copy_from_user(avail/desc), copy_to_user(used ring)";
             return SubResult.Done;
         }
         var r = WriteFault.Step(K, x, Me, "");
