@@ -56,7 +56,7 @@ public sealed class BlockReconnectTests(ITestOutputHelper output)
                 // of QEMU's own reconnect handshake tests QEMU, not us (7.2 can wedge there).
                 var connected = Task.Run(async () =>
                 {
-                    while (!server.Log.Contains("memory table:", StringComparison.Ordinal)) await Task.Delay(50);
+                    while (!guest.IsCompleted && !server.Log.Contains("memory table:", StringComparison.Ordinal)) await Task.Delay(50);
                 });
                 await Task.WhenAny(guest, connected, Task.Delay(TimeSpan.FromSeconds(60)));
                 await Task.WhenAny(guest, Task.Delay(random.Next(1000, 2500)));
