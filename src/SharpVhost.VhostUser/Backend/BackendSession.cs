@@ -162,8 +162,13 @@ public sealed class BackendSession : IDisposable
         bool loggingBefore = LoggingWanted;
         _features = features;
         _featuresSet = true;
+        bool packed = VirtioFeatureBits.Has(features, VirtioFeatureBits.RingPacked);
         foreach (var q in _queues)
         {
+            // The ring layout follows RING_PACKED. QEMU sets features before it configures rings; a
+            // running queue keeps its layout (LOG_ALL toggles arrive while rings run, RING_PACKED never changes).
+            if (!q.Running && (q.Queue is PackedQueue) != packed)
+                q.Queue = packed ? new PackedQueue(q.Index, _options.Metadata) : new SplitQueue(q.Index, _options.Metadata);
             q.Queue.EventIndex = VirtioFeatureBits.Has(features, VirtioFeatureBits.RingEventIdx);
             q.Queue.NotifyOnEmpty = VirtioFeatureBits.Has(features, VirtioFeatureBits.NotifyOnEmpty);
         }
