@@ -55,6 +55,15 @@ public sealed unsafe class PackedCheckedRingAccessor : PackedRingAccessor
         LogDescriptorWrite(guest, offset, 2);
     }
 
+    public override void WriteUsedAndPublish(int slot, ushort id, uint length, ushort flags)
+    {
+        byte* p = At("descriptor ring", SlotAddress(slot) + 8, 8, true, out ulong guest);
+        Unsafe.WriteUnaligned(p, length);
+        Unsafe.WriteUnaligned(p + 4, id);
+        Volatile.Write(ref *(ushort*)(p + 6), flags);
+        LogDescriptorWrite(guest, (ulong)slot * PackedRingLayout.DescriptorSize + 8, 8);
+    }
+
     public override uint ReadDriverEvent() => Volatile.Read(ref *(uint*)At("driver area", Rings.Avail, 4, false, out _));
 
     public override void WriteDeviceEvent(ushort offWrap, ushort flags)

@@ -36,7 +36,9 @@ public sealed unsafe class PackedDirectRingAccessor : PackedRingAccessor
     {
         byte* p = Slot(slot);
         ushort flags = Volatile.Read(ref *(ushort*)(p + PackedRingLayout.DescriptorFlagsOffset));
-        return new PackedDescriptor(Unsafe.ReadUnaligned<ulong>(p), Unsafe.ReadUnaligned<uint>(p + 8), Unsafe.ReadUnaligned<ushort>(p + PackedRingLayout.DescriptorIdOffset), flags);
+        var d = Unsafe.ReadUnaligned<PackedDescriptor>(p);
+        d.Flags = flags; // the value we ordered the other reads after
+        return d;
     }
 
     public override void WriteUsed(int slot, ushort id, uint length)
@@ -55,6 +57,15 @@ public sealed unsafe class PackedDirectRingAccessor : PackedRingAccessor
             ulong offset = (ulong)slot * PackedRingLayout.DescriptorSize + PackedRingLayout.DescriptorFlagsOffset;
             LogDescriptorWrite(_descGuest + offset, offset, 2);
         }
+    }
+
+    public override void WriteUsedAndPublish(int slot, ushort id, uint length, ushort flags)
+    {
+        byte* p = Slot(slot);
+        *(uint*)(p + 8) = length;
+        *(ushort*)(p + PackedRingLayout.DescriptorIdOffset) = id;
+        Volatile.Write(ref *(ushort*)(p + PackedRingLayout.DescriptorFlagsOffset), flags);
+        if (Memory.Logging) LogDescriptorWrite(_descGuest + (ulong)slot * PackedRingLayout.DescriptorSize, (ulong)slot * PackedRingLayout.DescriptorSize, PackedRingLayout.DescriptorSize);
     }
 
     public override uint ReadDriverEvent() => Volatile.Read(ref *(uint*)_driver);

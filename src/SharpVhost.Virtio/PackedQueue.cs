@@ -190,15 +190,15 @@ public sealed unsafe class PackedQueue : IDeviceQueue
         if (IsBroken) return false;
         try
         {
-            ushort flags = _accessor.ReadFlags(_nextAvail);
-            if (!PackedRingLayout.IsAvailable(flags, _availWrap))
+            var head = _accessor.ReadDescriptor(_nextAvail);
+            if (!PackedRingLayout.IsAvailable(head.Flags, _availWrap))
             {
                 // AVAIL and USED both at our wrap counter: nothing either side may write at the next available slot.
-                if (PackedRingLayout.IsUsed(flags, _availWrap))
+                if (PackedRingLayout.IsUsed(head.Flags, _availWrap))
                     throw new VirtqueueException($"descriptor {_nextAvail} carries used flags of the current pass (wrap counter confusion)");
                 return false;
             }
-            ReadChain(chain);
+            ReadChain(head, chain);
             Counters.Requests++;
             Counters.ReadableBytes += chain.ReadableBytes;
             return true;
@@ -210,7 +210,7 @@ public sealed unsafe class PackedQueue : IDeviceQueue
         }
     }
 
-    private void ReadChain(DescriptorChain chain)
+    private void ReadChain(PackedDescriptor d, DescriptorChain chain)
     {
         chain.Reset(0);
         int slot = _nextAvail;
@@ -222,7 +222,7 @@ public sealed unsafe class PackedQueue : IDeviceQueue
         while (true)
         {
             if (--budget < 0) throw new VirtqueueException($"descriptor chain from {_nextAvail} is longer than the free part of the ring ({Size - _descriptorsInFlight})");
-            var d = _accessor.ReadDescriptor(slot);
+            if (chain.DescriptorCount > 0) d = _accessor.ReadDescriptor(slot); // the head was read by TryPop
             if (!PackedRingLayout.IsAvailable(d.Flags, wrap))
                 throw new VirtqueueException($"descriptor {slot} continues a chain but is not available in pass {(wrap ? 1 : 0)} (flags {d.Flags:x})");
             chain.DescriptorCount++;
@@ -342,15 +342,15 @@ public sealed unsafe class PackedQueue : IDeviceQueue
             _descriptorsInFlight -= count;
             int slot = _nextUsed;
             ushort flags = (ushort)(PackedRingLayout.UsedFlags(_usedWrap) | (written > 0 ? VirtqDescriptor.FlagWrite : 0));
-            _accessor.WriteUsed(slot, id, written);
             if (_pendingSlot < 0)
             {
+                _accessor.WriteUsed(slot, id, written);
                 _pendingSlot = slot;
                 _pendingFlags = flags;
             }
             else
             {
-                _accessor.PublishFlags(slot, flags);
+                _accessor.WriteUsedAndPublish(slot, id, written, flags);
             }
             _nextUsed += count;
             if (_nextUsed >= Size) { _nextUsed -= Size; _usedWrap = !_usedWrap; }

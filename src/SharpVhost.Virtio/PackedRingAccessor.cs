@@ -38,6 +38,8 @@ public abstract class PackedRingAccessor
     public abstract void WriteUsed(int slot, ushort id, uint length);
     /// <summary>Writes a descriptor's flags with release ordering (everything written before becomes visible first).</summary>
     public abstract void PublishFlags(int slot, ushort flags);
+    /// <summary><see cref="WriteUsed"/> then <see cref="PublishFlags"/> in one call (used descriptors after a batch's first).</summary>
+    public abstract void WriteUsedAndPublish(int slot, ushort id, uint length, ushort flags);
     /// <summary>The driver event suppression structure as one value: off_wrap in bits 0-15, flags in bits 16-31.</summary>
     public abstract uint ReadDriverEvent();
     /// <summary>Writes the device event suppression structure (both fields in one store).</summary>
