@@ -359,7 +359,7 @@ public sealed class BackendSession : IDisposable
             slot.Call, slot.Err, _options.BusyPoll, _log);
         slot.Worker = worker;
         worker.Start();
-        _log.LogDebug("queue {Queue} running (size {Size}, {Access})", slot.Index, slot.Queue.Size, slot.Queue.Access);
+        _log.LogDebug("queue {Queue} running ({Layout}, size {Size}, {Access})", slot.Index, slot.Queue is PackedQueue ? "packed" : "split", slot.Queue.Size, slot.Queue.Access);
     }
 
     // ---- inflight tracking (reconnect without losing requests) ----
@@ -391,7 +391,8 @@ public sealed class BackendSession : IDisposable
     private void CheckInflightShape(ushort numQueues, ushort queueSize)
     {
         if (numQueues == 0 || numQueues > _queues.Length) throw new VhostUserSessionException($"inflight area for {numQueues} queues; the device has {_queues.Length}");
-        if (!SplitRingLayout.IsValidQueueSize(queueSize)) throw new VhostUserSessionException($"inflight queue size {queueSize} is not valid");
+        bool valid = VirtioFeatureBits.Has(_features, VirtioFeatureBits.RingPacked) ? PackedRingLayout.IsValidQueueSize(queueSize) : SplitRingLayout.IsValidQueueSize(queueSize);
+        if (!valid) throw new VhostUserSessionException($"inflight queue size {queueSize} is not valid");
     }
 
     private void ReplaceInflight(InflightArea area)
