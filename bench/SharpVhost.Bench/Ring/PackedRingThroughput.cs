@@ -49,9 +49,10 @@ public static class PackedRingThroughput
     public static RingLayoutComparison Compare(MetadataAccess access, int queueSize = 256, int batch = 32, int descriptorsPerChain = 1,
         TimeSpan? each = null, int rounds = 5)
     {
-        var duration = each ?? TimeSpan.FromMilliseconds(400);
-        Run(packed: false, access, queueSize, batch, descriptorsPerChain, TimeSpan.FromMilliseconds(100)); // JIT and page-in
-        Run(packed: true, access, queueSize, batch, descriptorsPerChain, TimeSpan.FromMilliseconds(100));
+        var duration = each ?? TimeSpan.FromMilliseconds(500);
+        // Long enough for tiered compilation to settle on its final code for both layouts, and page-in.
+        Run(packed: false, access, queueSize, batch, descriptorsPerChain, TimeSpan.FromSeconds(1));
+        Run(packed: true, access, queueSize, batch, descriptorsPerChain, TimeSpan.FromSeconds(1));
         var split = new List<double>();
         var packed = new List<double>();
         for (int i = 0; i < rounds; i++)

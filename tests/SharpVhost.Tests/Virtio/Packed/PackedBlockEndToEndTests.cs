@@ -16,6 +16,13 @@ public sealed class PackedBlockEndToEndTests
     [InlineData(MetadataAccess.Checked, 24, false)]
     [InlineData(MetadataAccess.Direct, 128, true)]
     public async Task Block_data_round_trips_over_a_packed_ring(MetadataAccess metadata, int queueSize, bool busyPoll)
+        => await RoundTrip(metadata, queueSize, busyPoll, packed: true);
+
+    [Fact]
+    public async Task Without_ring_packed_the_same_session_builds_split_queues()
+        => await RoundTrip(MetadataAccess.Direct, 64, busyPoll: false, packed: false);
+
+    private static async Task RoundTrip(MetadataAccess metadata, int queueSize, bool busyPoll, bool packed)
     {
         const int blockSize = 4096;
         const int blocks = 300;
@@ -35,9 +42,9 @@ public sealed class PackedBlockEndToEndTests
         try
         {
             using (var client = BlockClient.Connect(socket, new BlockClientOptions
-                   { QueueSize = queueSize, QueueDepth = depth, PackedRing = true, BufferBytes = depth * blockSize + (1 << 20) }))
+                   { QueueSize = queueSize, QueueDepth = depth, PackedRing = packed, BufferBytes = depth * blockSize + (1 << 20) }))
             {
-                Assert.True(VirtioFeatureBits.Has(client.Features, VirtioFeatureBits.RingPacked));
+                Assert.Equal(packed, VirtioFeatureBits.Has(client.Features, VirtioFeatureBits.RingPacked));
                 Assert.Equal("packed-e2e", await client.GetIdAsync());
                 var buffers = Enumerable.Range(0, depth).Select(_ => client.AllocateBuffer(blockSize)).ToArray();
                 await RunPhase(client, buffers, blocks, blockSize, write: true);
@@ -47,7 +54,8 @@ public sealed class PackedBlockEndToEndTests
             }
             stop.Cancel();
             Assert.True(serverThread.Join(TimeSpan.FromSeconds(10)));
-            var queue = Assert.IsType<PackedQueue>(Assert.Single(ended!.Queues));
+            var queue = Assert.Single(ended!.Queues);
+            Assert.Equal(packed, queue is PackedQueue);
             Assert.Null(queue.BrokenReason);
             Assert.True(queue.Counters.Requests >= 2 * blocks);
             Assert.Equal(metadata == MetadataAccess.Direct, queue.Counters.DirectBinds > 0);

@@ -97,6 +97,15 @@ public sealed class PackedHostileRingTests
     }
 
     [Theory, MemberData(nameof(Accessors))]
+    public void Readable_descriptor_after_a_writable_one(MetadataAccess access)
+    {
+        using var f = new PackedRingFixture(8, access);
+        f.WriteDescriptor(0, new PackedDescriptor(f.AllocateBuffer(8), 8, 0, (ushort)(Avail1 | Write | Next)));
+        f.WriteDescriptor(1, new PackedDescriptor(f.AllocateBuffer(8), 8, 0, Avail1));
+        AssertBroken(f, "after a device-writable");
+    }
+
+    [Theory, MemberData(nameof(Accessors))]
     public void Indirect_with_next(MetadataAccess access)
     {
         using var f = new PackedRingFixture(8, access);
