@@ -45,6 +45,12 @@ public sealed unsafe class PackedQueue : IDeviceQueue
     private int _pendingInterrupt;
     private bool _kicksDisabled;
 
+    // Crash recovery (INFLIGHT_SHMFD): buffers to process again, oldest first; the chain being popped, saved.
+    private ushort[] _resubmit = [];
+    private int _resubmitNext;
+    private bool _recoveryPending = true;
+    private PackedDescriptor[] _popped = [];
+
     public PackedQueue(int index, MetadataAccess access = MetadataAccess.Direct)
     {
         Index = index;
@@ -77,6 +83,7 @@ public sealed unsafe class PackedQueue : IDeviceQueue
         Size = size;
         _idInFlight = new bool[size];
         _chainDescriptors = new ushort[size];
+        _popped = new PackedDescriptor[size];
         _descriptorsInFlight = 0;
         _configVersion++;
     }
@@ -113,6 +120,7 @@ public sealed unsafe class PackedQueue : IDeviceQueue
         _descriptorsInFlight = 0;
         _pendingSlot = -1;
         _signalledValid = false;
+        _recoveryPending = true;
         _configVersion++;
     }
 
@@ -131,6 +139,10 @@ public sealed unsafe class PackedQueue : IDeviceQueue
         _pendingSlot = -1;
         _signalledValid = false;
         _pendingInterrupt = 0;
+        _resubmit = [];
+        _resubmitNext = 0;
+        _recoveryPending = true;
+        Inflight = null;
         _boundGeneration = -1;
         _memory = GuestMemory.Empty;
         _configVersion++;
@@ -176,6 +188,60 @@ public sealed unsafe class PackedQueue : IDeviceQueue
             _accessor = _checked;
             Counters.CheckedBinds++;
         }
+        if (_recoveryPending)
+        {
+            _recoveryPending = false;
+            if (Inflight is { } inflight) Recover(inflight);
+        }
+    }
+
+    /// <summary>
+    /// Where in-flight buffers are recorded for crash recovery (INFLIGHT_SHMFD), or null. Set on the
+    /// control path before the queue starts; recovery runs at the first bind after <see cref="SetBase"/>.
+    /// </summary>
+    public PackedInflightTracker? Inflight { get; set; }
+
+    /// <summary>Buffers resubmitted from the inflight region since the queue started (for tests and logs).</summary>
+    public int Resubmitted => _resubmitNext;
+
+    /// <summary>
+    /// Takes the positions from the inflight region, not from the base the frontend restored (after a
+    /// crash that base is stale): the recorded used position, moved past any batch the ring shows
+    /// exposed after the last record, and the avail position that many descriptors in flight further on.
+    /// </summary>
+    private void Recover(PackedInflightTracker inflight)
+    {
+        if (inflight.Size != Size) throw new VirtqueueException($"inflight region is for {inflight.Size} descriptors, the queue has {Size}");
+        if (!inflight.Load(_nextUsed, _usedWrap, out int used, out bool wrap)) return;
+        for (int guard = 0; guard < Size; guard++)
+        {
+            var d = _accessor.ReadDescriptor(used);
+            if (!PackedRingLayout.IsUsed(d.Flags, wrap)) break;
+            int count = inflight.Complete(d.Id); // exposed just before the crash, not yet recorded
+            if (count == 0) break;
+            Advance(ref used, ref wrap, count);
+        }
+        inflight.SetUsed(used, wrap);
+        _resubmit = inflight.Pending(out int descriptors);
+        _resubmitNext = 0;
+        Array.Clear(_idInFlight);
+        foreach (ushort id in _resubmit)
+        {
+            _idInFlight[id] = true;
+            _chainDescriptors[id] = (ushort)inflight.DescriptorCount(id);
+        }
+        _descriptorsInFlight = descriptors;
+        _nextUsed = used;
+        _usedWrap = wrap;
+        Advance(ref used, ref wrap, descriptors);
+        _nextAvail = used;
+        _availWrap = wrap;
+    }
+
+    private void Advance(ref int index, ref bool wrap, int by)
+    {
+        index += by;
+        while (index >= Size) { index -= Size; wrap = !wrap; }
     }
 
     public void MarkBroken(string reason)
@@ -190,6 +256,14 @@ public sealed unsafe class PackedQueue : IDeviceQueue
         if (IsBroken) return false;
         try
         {
+            if (_resubmitNext < _resubmit.Length)
+            {
+                ushort id = _resubmit[_resubmitNext++];
+                ReadSavedChain(id, _popped.AsSpan(0, Inflight!.ReadSaved(id, _popped)), chain);
+                Counters.Requests++;
+                Counters.ReadableBytes += chain.ReadableBytes;
+                return true;
+            }
             var head = _accessor.ReadDescriptor(_nextAvail);
             if (!PackedRingLayout.IsAvailable(head.Flags, _availWrap))
             {
@@ -225,6 +299,7 @@ public sealed unsafe class PackedQueue : IDeviceQueue
             if (chain.DescriptorCount > 0) d = _accessor.ReadDescriptor(slot); // the head was read by TryPop
             if (!PackedRingLayout.IsAvailable(d.Flags, wrap))
                 throw new VirtqueueException($"descriptor {slot} continues a chain but is not available in pass {(wrap ? 1 : 0)} (flags {d.Flags:x})");
+            _popped[chain.DescriptorCount] = d; // the budget keeps this inside the ring's size
             chain.DescriptorCount++;
             if (++slot == Size) { slot = 0; wrap = !wrap; }
             if (d.IsIndirect)
@@ -245,6 +320,25 @@ public sealed unsafe class PackedQueue : IDeviceQueue
         chain.Id = id;
         _nextAvail = slot;
         _availWrap = wrap;
+        Inflight?.OnPopped(id, _popped.AsSpan(0, chain.DescriptorCount));
+    }
+
+    /// <summary>A buffer in flight at a crash, from the descriptors the inflight region saved (checked again: the region is the frontend's).</summary>
+    private void ReadSavedChain(ushort id, ReadOnlySpan<PackedDescriptor> saved, DescriptorChain chain)
+    {
+        chain.Reset(id);
+        if (saved.IsEmpty) throw new VirtqueueException($"inflight region: buffer {id} has no descriptors");
+        foreach (var d in saved)
+        {
+            chain.DescriptorCount++;
+            if (d.IsIndirect)
+            {
+                if (saved.Length != 1) throw new VirtqueueException($"inflight region: indirect descriptor of buffer {id} is not alone");
+                ReadIndirect(d, chain);
+                break;
+            }
+            AddSegments(new VirtqDescriptor(d.Address, d.Length, d.Flags, 0), chain);
+        }
     }
 
     /// <summary>
@@ -355,6 +449,7 @@ public sealed unsafe class PackedQueue : IDeviceQueue
             {
                 _accessor.WriteUsedAndPublish(slot, id, written, flags);
             }
+            Inflight?.OnUsed(id);
             _nextUsed += count;
             if (_nextUsed >= Size) { _nextUsed -= Size; _usedWrap = !_usedWrap; }
         }
@@ -368,6 +463,7 @@ public sealed unsafe class PackedQueue : IDeviceQueue
         try
         {
             _accessor.PublishFlags(_pendingSlot, _pendingFlags);
+            Inflight?.OnPublished(_nextUsed, _usedWrap);
             _pendingSlot = -1;
             _publishedUsed = PackedRingLayout.Extended(_nextUsed, _usedWrap, Size);
             _pendingInterrupt = 1;
