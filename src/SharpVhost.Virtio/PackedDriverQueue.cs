@@ -83,10 +83,10 @@ public sealed unsafe class PackedDriverQueue : IDriverQueue
             ushort flags = (ushort)(PackedRingLayout.AvailableFlags(_availWrap)
                 | (buffers[i].DeviceWritable ? VirtqDescriptor.FlagWrite : 0) | (i < buffers.Length - 1 ? VirtqDescriptor.FlagNext : 0));
             ref var d = ref DescriptorAt(_nextAvail);
-            d.Address = buffers[i].GuestAddress;
-            d.Length = buffers[i].Length;
-            d.Id = id; // the device reads it from the last descriptor; every one carries it, as Linux does
-            if (i == 0) headFlags = flags; else d.Flags = flags;
+            // One 16-byte store per descriptor. The head keeps its old flags until Publish exposes it.
+            // The device reads the id from the last descriptor; every one carries it, as Linux does.
+            if (i == 0) headFlags = flags;
+            d = new PackedDescriptor(buffers[i].GuestAddress, buffers[i].Length, id, i == 0 ? d.Flags : flags);
             Advance(ref _nextAvail, ref _availWrap);
         }
         Track(id, buffers.Length, head, headFlags);

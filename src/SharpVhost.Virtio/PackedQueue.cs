@@ -299,7 +299,7 @@ public sealed unsafe class PackedQueue : IDeviceQueue
             if (chain.DescriptorCount > 0) d = _accessor.ReadDescriptor(slot); // the head was read by TryPop
             if (!PackedRingLayout.IsAvailable(d.Flags, wrap))
                 throw new VirtqueueException($"descriptor {slot} continues a chain but is not available in pass {(wrap ? 1 : 0)} (flags {d.Flags:x})");
-            _popped[chain.DescriptorCount] = d; // the budget keeps this inside the ring's size
+            if (Inflight is not null) _popped[chain.DescriptorCount] = d; // the budget keeps this inside the ring's size
             chain.DescriptorCount++;
             if (++slot == Size) { slot = 0; wrap = !wrap; }
             if (d.IsIndirect)
@@ -309,7 +309,7 @@ public sealed unsafe class PackedQueue : IDeviceQueue
                 id = d.Id;
                 break;
             }
-            AddSegments(new VirtqDescriptor(d.Address, d.Length, d.Flags, 0), chain);
+            AddSegments(d.Address, d.Length, d.IsDeviceWritable, chain);
             if (!d.HasNext) { id = d.Id; break; } // the buffer id is the last descriptor's
         }
         if (id >= Size) throw new VirtqueueException($"buffer id {id} is out of range (queue size {Size})");
@@ -337,7 +337,7 @@ public sealed unsafe class PackedQueue : IDeviceQueue
                 ReadIndirect(d, chain);
                 break;
             }
-            AddSegments(new VirtqDescriptor(d.Address, d.Length, d.Flags, 0), chain);
+            AddSegments(d.Address, d.Length, d.IsDeviceWritable, chain);
         }
     }
 
@@ -359,7 +359,7 @@ public sealed unsafe class PackedQueue : IDeviceQueue
             var d = direct
                 ? System.Runtime.CompilerServices.Unsafe.ReadUnaligned<PackedDescriptor>((byte*)tableHost + i * PackedRingLayout.DescriptorSize)
                 : ReadChecked(table.Address + (ulong)i * PackedRingLayout.DescriptorSize);
-            AddSegments(new VirtqDescriptor(d.Address, d.Length, (ushort)(d.Flags & VirtqDescriptor.FlagWrite), 0), chain);
+            AddSegments(d.Address, d.Length, d.IsDeviceWritable, chain);
         }
     }
 
@@ -387,23 +387,28 @@ public sealed unsafe class PackedQueue : IDeviceQueue
     private const ulong MaxSegment = 1UL << 30;
 
     /// <summary>Translates one descriptor, splitting it where it crosses from one region into an adjacent one, or exceeds <see cref="MaxSegment"/>.</summary>
-    private void AddSegments(in VirtqDescriptor d, DescriptorChain chain)
+    private void AddSegments(ulong gpa, uint length, bool write, DescriptorChain chain)
     {
-        if (d.Length == 0) return;
-        if (d.Address + d.Length < d.Address) throw new VirtqueueException($"descriptor address {d.Address:x} + length {d.Length} overflows");
-        bool write = d.IsDeviceWritable;
-        if (d.Length <= MaxSegment && _memory.TryTranslate(d.Address, d.Length, write, out nint host))
+        if (length == 0) return;
+        if (gpa + length < gpa) throw new VirtqueueException($"descriptor address {gpa:x} + length {length} overflows");
+        if (length <= MaxSegment && _memory.TryTranslate(gpa, length, write, out nint host))
         {
-            chain.Add(new BufferSegment(d.Address, d.Length, write, host));
+            chain.Add(new BufferSegment(gpa, length, write, host));
             return;
         }
-        ulong address = d.Address;
-        ulong remaining = d.Length;
+        AddSegmentsSlow(gpa, length, write, chain);
+    }
+
+    /// <summary>A descriptor across adjacent regions, or longer than a segment may be.</summary>
+    private void AddSegmentsSlow(ulong gpa, uint length, bool write, DescriptorChain chain)
+    {
+        ulong address = gpa;
+        ulong remaining = length;
         while (remaining > 0)
         {
             var region = _memory.FindByGuest(address);
             if (region is null || (write && !region.Writable))
-                throw new VirtqueueException($"buffer [{d.Address:x}, +{d.Length}) is not {(write ? "writable " : "")}guest memory");
+                throw new VirtqueueException($"buffer [{gpa:x}, +{length}) is not {(write ? "writable " : "")}guest memory");
             ulong offset = address - region.GuestPhysicalAddress;
             ulong n = Math.Min(Math.Min(remaining, region.Size - offset), MaxSegment);
             chain.Add(new BufferSegment(address, (uint)n, write, region.HostAddress + (nint)offset));
