@@ -222,6 +222,7 @@ public sealed class BackendSession : IDisposable
         var mapped = GuestRegion.Map(fd, ToDescription(region));
         try { _memory.AddRegion(mapped); }
         catch { mapped.Dispose(); throw; }
+        _log.LogInformation("memory region added: {Region}", mapped);
     }
 
     private void RemMemReg(VhostUserMessage m)
@@ -359,7 +360,7 @@ public sealed class BackendSession : IDisposable
             slot.Call, slot.Err, _options.BusyPoll, _log);
         slot.Worker = worker;
         worker.Start();
-        _log.LogDebug("queue {Queue} running ({Layout}, size {Size}, {Access})", slot.Index, slot.Queue is PackedQueue ? "packed" : "split", slot.Queue.Size, slot.Queue.Access);
+        _log.LogInformation("queue {Queue} running ({Layout}, size {Size}, {Access})", slot.Index, slot.Queue is PackedQueue ? "packed" : "split", slot.Queue.Size, slot.Queue.Access);
     }
 
     // ---- inflight tracking (reconnect without losing requests) ----
