@@ -1,6 +1,6 @@
 using System.Collections.Concurrent;
 using System.Net.Sockets;
-using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Logging;
 using SharpVhost.Devices.Block;
 using SharpVhost.VhostUser.Backend;
 
@@ -26,6 +26,8 @@ internal sealed class TestServer : IDisposable
     /// <summary>What <see cref="BackendServer.Run(string, CancellationToken, Action?)"/> threw, if anything.</summary>
     public Exception? Failure { get; private set; }
     public ConcurrentQueue<BackendSession> EndedSessions { get; } = new();
+    /// <summary>Everything the server logged at warning level or above.</summary>
+    public RecordingLogger Log { get; } = new();
     public int SessionsEnded => Volatile.Read(ref _sessionsEnded);
     public bool Stopped { get; private set; }
 
@@ -43,7 +45,7 @@ internal sealed class TestServer : IDisposable
             Dir = Path.GetDirectoryName(socketPath)!;
             SocketPath = socketPath;
         }
-        Server = new BackendServer(device, options ?? new BackendOptions(), NullLogger.Instance);
+        Server = new BackendServer(device, options ?? new BackendOptions(), Log);
         Server.SessionEnded += s =>
         {
             EndedSessions.Enqueue(s);
@@ -105,5 +107,21 @@ internal sealed class TestServer : IDisposable
             if (Device is BlockDevice block) block.Storage.Dispose();
             if (_ownsDir) try { Directory.Delete(Dir, recursive: true); } catch (IOException) { }
         }
+    }
+}
+
+/// <summary>Keeps warnings and errors (an error means the server caught a failure it did not expect).</summary>
+internal sealed class RecordingLogger : ILogger
+{
+    public ConcurrentQueue<(LogLevel Level, string Message, Exception? Exception)> Entries { get; } = new();
+
+    public IEnumerable<string> Errors => Entries.Where(e => e.Level >= LogLevel.Error).Select(e => $"{e.Message} {e.Exception}");
+
+    public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+    public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Warning;
+
+    public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+    {
+        if (IsEnabled(logLevel)) Entries.Enqueue((logLevel, formatter(state, exception), exception));
     }
 }
