@@ -313,7 +313,15 @@ public sealed class BackendSession : IDisposable
         slot.Started = false;
         slot.Kick?.Dispose(); slot.Kick = null;
         slot.Call?.Dispose(); slot.Call = null;
-        return new VringState(state.Index, slot.Queue.GetBase());
+        uint vringBase = slot.Queue.GetBase();
+        if (slot.Queue.IsBroken)
+        {
+            // A stopped ring is set up afresh before it runs again (a guest reset does exactly this): a
+            // queue the guest broke must not stay dead once the frontend restarts it.
+            slot.Queue.Reset();
+            slot.Queue.SetBase(vringBase);
+        }
+        return new VringState(state.Index, vringBase);
     }
 
     private void SetVringFd(VhostUserMessage m, FrontEndRequest request)

@@ -230,6 +230,26 @@ internal sealed class HostileFrontend : IDisposable
         throw new Xunit.Sdk.XunitException($"queue {q.Index}: no used buffer");
     }
 
+    /// <summary>
+    /// Waits (bounded) for used element number <paramref name="n"/> (counting from 0) straight from the
+    /// ring, for chains offered with <see cref="OfferRaw"/> (the driver's bookkeeping does not know them).
+    /// </summary>
+    public (ushort Id, uint Length) WaitUsedRaw(HostileQueue q, ushort n = 0)
+    {
+        var m = Memory!.Memory;
+        var deadline = DateTime.UtcNow + TestServer.Timeout;
+        while (DateTime.UtcNow < deadline)
+        {
+            if ((ushort)(m.Read<ushort>(q.Ring.Placement.Used + 2) - n) is > 0 and <= 0x8000)
+            {
+                ulong element = m.Read<ulong>(q.Ring.Placement.Used + 4 + 8ul * (ulong)(n % q.Ring.Size));
+                return ((ushort)element, (uint)(element >> 32));
+            }
+            Thread.Sleep(1);
+        }
+        throw new Xunit.Sdk.XunitException($"queue {q.Index}: no used buffer {n}");
+    }
+
     /// <summary>Waits (bounded) for the backend to signal the queue's error eventfd: it declared the queue broken.</summary>
     public static void AssertBroken(HostileQueue q)
     {
