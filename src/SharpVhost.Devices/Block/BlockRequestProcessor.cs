@@ -86,6 +86,7 @@ internal sealed class BlockRequestProcessor(IBlockStorage storage, byte[] serial
         {
             var span = chain.GetSpan(writable[i]);
             if (i == writable.Length - 1) span = span[..^1]; // the status byte
+            if (span.IsEmpty) continue; // the status alone in its buffer: no storage call for nothing
             storage.Read(span, offset);
             offset += span.Length;
         }
