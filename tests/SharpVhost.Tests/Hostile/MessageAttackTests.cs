@@ -366,8 +366,7 @@ public class MessageAttackTests
             HostileFrontend.Refused(h.Request(FrontEndRequest.SetVringEndian, new VringState(0, 1)));
             HostileFrontend.Refused(h.Request(FrontEndRequest.SendRarp, new U64Payload(0)));
             HostileFrontend.Refused(h.Request(FrontEndRequest.PostcopyListen));
-            using var memfd = FileDescriptors.CreateMemfd("hostile", 4096);
-            HostileFrontend.Refused(h.Request(FrontEndRequest.SetInflightFd, new InflightDescription(4096, 0, 1, 16), [memfd.Fd()]));
+            HostileFrontend.Refused(h.Request(FrontEndRequest.SetVringEndian, new VringState(0, 0)));
             Assert.Equal(2UL, h.GetU64(FrontEndRequest.GetQueueNum));
         });
     }
@@ -378,7 +377,52 @@ public class MessageAttackTests
         Attack.Run(h =>
         {
             h.Greet();
-            Assert.Null(h.Call(FrontEndRequest.GetInflightFd, new InflightDescription(0, 0, 2, 16)));
+            Assert.Null(h.Call(FrontEndRequest.PostcopyAdvise));
+        });
+    }
+
+    [Fact]
+    public void BadInflightAreasAreRefused()
+    {
+        Attack.Run(h =>
+        {
+            h.Prepare();
+            ulong perQueue = SharpVhost.Virtio.SplitInflightTracker.RegionSize(16);
+            using var memfd = FileDescriptors.CreateMemfd("hostile", 1 << 16);
+            using var eventFd = EventFd.Create();
+            int fd = memfd.Fd();
+            HostileFrontend.Refused(h.Request(FrontEndRequest.SetInflightFd, new InflightDescription(4096, 0, 0, 16), [fd]));      // no queues
+            HostileFrontend.Refused(h.Request(FrontEndRequest.SetInflightFd, new InflightDescription(1 << 16, 0, 3, 16), [fd]));   // more than the device has
+            HostileFrontend.Refused(h.Request(FrontEndRequest.SetInflightFd, new InflightDescription(4096, 0, 1, 24), [fd]));      // not a queue size
+            HostileFrontend.Refused(h.Request(FrontEndRequest.SetInflightFd, new InflightDescription(perQueue - 1, 0, 1, 16), [fd])); // too small
+            HostileFrontend.Refused(h.Request(FrontEndRequest.SetInflightFd, new InflightDescription(4096, 100, 1, 16), [fd]));    // unaligned
+            HostileFrontend.Refused(h.Request(FrontEndRequest.SetInflightFd, new InflightDescription(4096, 1 << 16, 1, 16), [fd])); // past the fd
+            HostileFrontend.Refused(h.Request(FrontEndRequest.SetInflightFd, new InflightDescription(4096, ulong.MaxValue - 4095, 1, 16), [fd])); // wraps
+            HostileFrontend.Refused(h.Request(FrontEndRequest.SetInflightFd, new InflightDescription(4096, 0, 1, 16), [eventFd.Fd]));
+            h.Ok(FrontEndRequest.SetInflightFd, new InflightDescription(2 * perQueue, 0, 2, 16), [fd]);
+            using (var reply = h.Call(FrontEndRequest.GetInflightFd, new InflightDescription(0, 0, 2, 16)))
+            {
+                Assert.NotNull(reply);
+                Assert.Equal(1, reply!.Fds.Count); // closed with the message
+            }
+            var q = h.StartQueue(0);
+            // Not while a queue runs.
+            HostileFrontend.Refused(h.Request(FrontEndRequest.SetInflightFd, new InflightDescription(2 * perQueue, 0, 2, 16), [fd]));
+            h.AssertQueueServes(q);
+        });
+    }
+
+    [Theory]
+    [InlineData(0, 16)]
+    [InlineData(3, 16)]
+    [InlineData(1, 0)]
+    [InlineData(1, 65535)]
+    public void BadInflightRequestsEndTheConnection(ushort queues, ushort size)
+    {
+        Attack.Run(h =>
+        {
+            h.Greet();
+            Assert.Null(h.Call(FrontEndRequest.GetInflightFd, new InflightDescription(0, 0, queues, size)));
         });
     }
 
