@@ -117,6 +117,9 @@ internal sealed class RecordingLogger : ILogger
 
     public IEnumerable<string> Errors => Entries.Where(e => e.Level >= LogLevel.Error).Select(e => $"{e.Message} {e.Exception}");
 
+    /// <summary>Failures the server only survived because of its last-resort catch (a connection died of an exception).</summary>
+    public IEnumerable<string> ConnectionFailures => Errors.Where(e => e.StartsWith("connection failed", StringComparison.Ordinal));
+
     public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
     public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Warning;
 

@@ -82,7 +82,7 @@ internal static class Attack
         }
         ResourceCount.AssertBackTo(baseline);
         Assert.Null(server.Failure);
-        Assert.Empty(server.Log.Errors);
+        Assert.Empty(server.Log.ConnectionFailures);
         afterwards?.Invoke(server);
     }
 
