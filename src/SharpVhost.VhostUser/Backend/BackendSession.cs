@@ -81,7 +81,7 @@ public sealed class BackendSession : IDisposable
         catch (VhostUserMessageRejectedException e)
         {
             _log.LogWarning("rejected message: {Reason}", e.Message);
-            if (HasExplicitReply((FrontEndRequest)e.Header.Request)) return false;
+            if (HasExplicitReply((FrontEndRequest)e.Header.Request)) return TryReplyWithError(channel, e.Header);
             return TryAcknowledge(channel, e.Header, false);
         }
         catch (Exception e) when (e is VhostUserProtocolException or SocketException or ObjectDisposedException)
@@ -108,12 +108,31 @@ public sealed class BackendSession : IDisposable
                 or VirtqueueException or IOException or ArgumentException)
             {
                 _log.LogWarning("{Request} refused: {Reason}", message.FrontEndRequest, e.Message);
-                if (HasExplicitReply(message.FrontEndRequest)) return false; // the frontend waits for a reply we cannot give
+                if (HasExplicitReply(message.FrontEndRequest)) return TryReplyWithError(channel, message.Header);
                 ok = false;
             }
             if (!HasExplicitReply(message.FrontEndRequest)) return TryAcknowledge(channel, message.Header, ok);
         }
         return true;
+    }
+
+    /// <summary>
+    /// A request with a reply of its own failed. GET_CONFIG has an error form (an empty payload, as
+    /// libvhost-user sends); for the others the frontend waits for a reply we cannot give, so the
+    /// connection ends. Returns whether to go on.
+    /// </summary>
+    private bool TryReplyWithError(VhostUserChannel channel, in VhostUserHeader header)
+    {
+        if ((FrontEndRequest)header.Request != FrontEndRequest.GetConfig) return false;
+        try
+        {
+            channel.Send(header.Request, VhostUserHeaderFlags.Reply, []);
+            return true;
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            return false;
+        }
     }
 
     /// <summary>

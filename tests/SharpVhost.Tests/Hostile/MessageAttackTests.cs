@@ -455,9 +455,13 @@ public class MessageAttackTests
             var payload = new byte[12 + size];
             BinaryPrimitives.WriteUInt32LittleEndian(payload, offset);
             BinaryPrimitives.WriteUInt32LittleEndian(payload.AsSpan(4), (uint)size);
-            using var reply = h.Call(FrontEndRequest.GetConfig, payload);
-            // Either an empty reply (the protocol's error answer) or a hang-up; never data.
-            if (reply is not null) Assert.Equal(0, reply.Payload.Length);
+            using (var reply = h.Call(FrontEndRequest.GetConfig, payload))
+            {
+                // The protocol's error answer: an empty reply (never data), and the connection goes on.
+                Assert.NotNull(reply);
+                Assert.Equal(0, reply!.Payload.Length);
+            }
+            Assert.Equal(2UL, h.GetU64(FrontEndRequest.GetQueueNum));
         });
     }
 
