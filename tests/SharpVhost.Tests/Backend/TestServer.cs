@@ -70,6 +70,7 @@ internal sealed class TestServer : IDisposable
     /// <summary>A raw connected socket with send and receive timeouts (no test can hang on it).</summary>
     public Socket ConnectRaw()
     {
+        NoteConnection();
         var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
         {
@@ -84,6 +85,17 @@ internal sealed class TestServer : IDisposable
             throw;
         }
     }
+
+    private int _connections;
+
+    /// <summary>Connections made through <see cref="ConnectRaw"/> or noted with <see cref="NoteConnection"/>.</summary>
+    public int Connections => Volatile.Read(ref _connections);
+
+    /// <summary>Counts a connection made some other way (e.g. by <c>BlockClient.Connect</c>).</summary>
+    public void NoteConnection() => Interlocked.Increment(ref _connections);
+
+    /// <summary>Waits until every counted connection has been served to the end.</summary>
+    public void WaitAllSessionsEnded() => WaitSessionsEnded(Connections);
 
     /// <summary>Waits until <paramref name="count"/> connections in all have been served to the end.</summary>
     public void WaitSessionsEnded(int count)

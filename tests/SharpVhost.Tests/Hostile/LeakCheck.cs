@@ -66,19 +66,22 @@ internal readonly record struct ResourceCount(int Fds, int MemfdMappings)
 internal static class Attack
 {
     public static void Run(Action<HostileFrontend> attack, int queues = 2, Action<TestServer>? afterwards = null)
+        => Run((_, hostile) => attack(hostile), queues, afterwards);
+
+    /// <summary>As above, for attacks that open further connections of their own (<see cref="TestServer.ConnectRaw"/>).</summary>
+    public static void Run(Action<TestServer, HostileFrontend> attack, int queues = 2, Action<TestServer>? afterwards = null)
     {
         using var server = TestServer.Ram(queues);
-        int sessions = 0;
         ResourceCount baseline = default;
         // Round 0 warms up whatever the runtime opens lazily on these code paths; round 1 is measured.
         for (int round = 0; round < 2; round++)
         {
             if (round == 1) baseline = ResourceCount.Settled();
-            using (var hostile = HostileFrontend.Connect(server)) attack(hostile);
-            server.WaitSessionsEnded(++sessions);
+            using (var hostile = HostileFrontend.Connect(server)) attack(server, hostile);
+            server.WaitAllSessionsEnded();
             Assert.Null(server.Failure);
             ServeWell(server, queues, round);
-            server.WaitSessionsEnded(++sessions);
+            server.WaitAllSessionsEnded();
         }
         ResourceCount.AssertBackTo(baseline);
         Assert.Null(server.Failure);
@@ -89,6 +92,7 @@ internal static class Attack
     /// <summary>Our real frontend library writes and reads back through every queue.</summary>
     public static void ServeWell(TestServer server, int queues, int seed)
     {
+        server.NoteConnection();
         using var client = BlockClient.Connect(server.SocketPath, new BlockClientOptions { NumQueues = queues, QueueSize = 16, QueueDepth = 4, BufferBytes = 1 << 20 });
         Assert.Equal(queues, client.NumQueues);
         var buffers = Enumerable.Range(0, 2 * queues).Select(_ => client.AllocateBuffer(4096)).ToArray();
