@@ -382,9 +382,12 @@ public sealed class BackendSession : IDisposable
                 oldCall?.Dispose();
                 break;
             default:
-                if (slot.Err is { } oldErr) slot.RetiredErrs.Add(oldErr);
+                // The worker lets go of the old fd inside ExchangeErr, so it can be closed now: a frontend
+                // that repeats SET_VRING_ERR must not pile up descriptors in the backend.
+                var oldErr = slot.Err;
                 slot.Err = fd;
                 slot.Worker?.ExchangeErr(fd);
+                oldErr?.Dispose();
                 break;
         }
     }
