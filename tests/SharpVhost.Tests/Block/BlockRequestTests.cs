@@ -276,6 +276,8 @@ public class BlockRequestTests
         { "sector overflow", VirtioBlk.TypeWriteZeroes, -4, IoErr },
         { "more sectors than allowed", VirtioBlk.TypeDiscard, -5, IoErr },
         { "more segments than allowed", VirtioBlk.TypeDiscard, -6, IoErr },
+        { "a good segment, then one past the end", VirtioBlk.TypeWriteZeroes, -7, IoErr },
+        { "a good segment, then one with a flag", VirtioBlk.TypeDiscard, -8, Unsupp },
     };
 
     [Theory]
@@ -292,6 +294,8 @@ public class BlockRequestTests
             -4 => [(ulong.MaxValue / 256, 1, 0)],
             -5 => [(0, 65, 0)],
             -6 => [(0, 1, 0), (1, 1, 0), (2, 1, 0)],
+            -7 => [(0, 1, 0), (Capacity / 512, 1, 0)],
+            -8 => [(0, 1, 0), (4, 1, 1)],
             _ => null,
         };
         if (segments is not null) chain.Add(BlockHarness.R(b.Segments(segments), 16 * segments.Length));
