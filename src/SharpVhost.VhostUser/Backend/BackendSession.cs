@@ -216,7 +216,10 @@ public sealed class BackendSession : IDisposable
             // The ring layout follows RING_PACKED. QEMU sets features before it configures rings; a
             // running queue keeps its layout (LOG_ALL toggles arrive while rings run, RING_PACKED never changes).
             if (!q.Running && (q.Queue is PackedQueue) != packed)
+            {
                 q.Queue = packed ? new PackedQueue(q.Index, _options.Metadata) : new SplitQueue(q.Index, _options.Metadata);
+                q.SizeSet = q.AddressSet = false; // the new queue knows neither: a kick must wait for them again
+            }
             q.Queue.EventIndex = VirtioFeatureBits.Has(features, VirtioFeatureBits.RingEventIdx);
             q.Queue.NotifyOnEmpty = VirtioFeatureBits.Has(features, VirtioFeatureBits.NotifyOnEmpty);
         }

@@ -13,13 +13,14 @@ public class BlockOverSocketTests
 {
     private static readonly TimeSpan Timeout = TestServer.Timeout;
 
-    public static TheoryData<string, int, MetadataAccess> Configurations()
+    public static TheoryData<string, int, MetadataAccess, bool> Configurations()
     {
-        var data = new TheoryData<string, int, MetadataAccess>();
+        var data = new TheoryData<string, int, MetadataAccess, bool>();
         foreach (var storage in new[] { "ram", "file" })
             foreach (int queues in new[] { 1, 2 })
                 foreach (var access in new[] { MetadataAccess.Direct, MetadataAccess.Checked })
-                    data.Add(storage, queues, access);
+                    foreach (bool packed in new[] { false, true })
+                        data.Add(storage, queues, access, packed);
         return data;
     }
 
@@ -52,7 +53,7 @@ public class BlockOverSocketTests
 
     [Theory]
     [MemberData(nameof(Configurations))]
-    public void EveryRequestTypeMovesTheRightBytes(string storageKind, int queues, MetadataAccess access)
+    public void EveryRequestTypeMovesTheRightBytes(string storageKind, int queues, MetadataAccess access, bool packed)
     {
         const long capacity = 4 << 20;
         string dir = Directory.CreateTempSubdirectory("sv-blk-").FullName;
@@ -60,8 +61,9 @@ public class BlockOverSocketTests
         {
             using var server = new TestServer(new BlockDevice(CreateStorage(storageKind, dir, capacity),
                 new BlockDeviceOptions { NumQueues = queues, Serial = "sv-serial-0123456789xyz" }), new BackendOptions { Metadata = access });
-            using (var client = BlockClient.Connect(server.SocketPath, new BlockClientOptions { NumQueues = queues, QueueSize = 64, QueueDepth = 8, BufferBytes = 1 << 20 }))
+            using (var client = BlockClient.Connect(server.SocketPath, new BlockClientOptions { NumQueues = queues, QueueSize = 64, QueueDepth = 8, BufferBytes = 1 << 20, PackedRing = packed }))
             {
+                Assert.Equal(packed, VirtioFeatureBits.Has(client.Features, VirtioFeatureBits.RingPacked));
                 Assert.Equal(capacity, client.Capacity);
                 Assert.Equal(queues, client.NumQueues);
                 Assert.True(VirtioFeatureBits.Has(client.Features, VirtioBlk.FeatureDiscard));
@@ -114,6 +116,7 @@ public class BlockOverSocketTests
             var session = server.EndedSessions.Single();
             // Round-robin submission used every queue.
             Assert.All(session.Queues, q => Assert.True(q.Counters.Requests > 0, $"queue {q.Index} served nothing"));
+            Assert.All(session.Queues, q => Assert.Equal(packed, q is PackedQueue));
             if (access == MetadataAccess.Checked) Assert.All(session.Queues, q => Assert.Equal(0, q.Counters.DirectBinds));
             else Assert.All(session.Queues, q => Assert.True(q.Counters.DirectBinds > 0));
         }

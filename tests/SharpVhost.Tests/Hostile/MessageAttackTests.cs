@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using SharpVhost.Interop;
 using SharpVhost.Tests.Protocol;
 using SharpVhost.VhostUser.Protocol;
+using SharpVhost.Virtio;
 using Region = SharpVhost.VhostUser.Protocol.MemoryRegion;
 
 namespace SharpVhost.Tests.Hostile;
@@ -329,6 +330,27 @@ public class MessageAttackTests
             HostileFrontend.Refused(h.Request(FrontEndRequest.SetVringKick, new VringFd(0, false), [kick.Fd]));
             HostileFrontend.Refused(h.Request(FrontEndRequest.SetVringKick, new VringFd(0, true)));
             // Done properly afterwards, the queue serves.
+            h.AssertQueueServes(h.StartQueue(0));
+        });
+    }
+
+    [Fact]
+    public void ChangingTheRingLayoutForgetsTheRingDescription()
+    {
+        Attack.Run(h =>
+        {
+            h.Greet();
+            h.SetFeatures();
+            h.ShareMemory(1 << 20);
+            using var kick = EventFd.Create();
+            h.Ok(FrontEndRequest.SetVringNum, new VringState(0, 16));
+            h.Ok(FrontEndRequest.SetVringAddr, new VringAddress(0, VringAddressFlags.None, 0x1000_0000_0000, 0x1000_0000_2000, 0x1000_0000_1000, 0));
+            // RING_PACKED now: the split ring's size and addresses mean nothing to a packed queue.
+            Assert.True(VirtioFeatureBits.Has(h.OfferedFeatures, VirtioFeatureBits.RingPacked));
+            h.SetFeatures(HostileFrontend.DriverFeatures | VirtioFeatureBits.Bit(VirtioFeatureBits.RingPacked));
+            HostileFrontend.Refused(h.Request(FrontEndRequest.SetVringKick, new VringFd(0, false), [kick.Fd]));
+            h.SetFeatures();
+            HostileFrontend.Refused(h.Request(FrontEndRequest.SetVringKick, new VringFd(0, false), [kick.Fd]));
             h.AssertQueueServes(h.StartQueue(0));
         });
     }
