@@ -81,9 +81,8 @@ public sealed class BackendSession : IDisposable
         catch (VhostUserMessageRejectedException e)
         {
             _log.LogWarning("rejected message: {Reason}", e.Message);
-            if (HasExplicitReply((FrontEndRequest)e.Header.Request)) return false;
-            channel.Acknowledge(e.Header, false);
-            return true;
+            if (HasExplicitReply((FrontEndRequest)e.Header.Request)) return TryReplyWithError(channel, e.Header);
+            return TryAcknowledge(channel, e.Header, false);
         }
         catch (Exception e) when (e is VhostUserProtocolException or SocketException or ObjectDisposedException)
         {
@@ -99,25 +98,69 @@ public sealed class BackendSession : IDisposable
                 Dispatch(message);
                 ok = true;
             }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            {
+                // Our reply hit a connection the frontend already closed: the session is over, not the server.
+                _log.LogInformation("connection ended while answering {Request}: {Reason}", message.FrontEndRequest, e.Message);
+                return false;
+            }
             catch (Exception e) when (e is VhostUserSessionException or VhostUserProtocolException or GuestMemoryException
                 or VirtqueueException or IOException or ArgumentException)
             {
                 _log.LogWarning("{Request} refused: {Reason}", message.FrontEndRequest, e.Message);
-                if (HasExplicitReply(message.FrontEndRequest)) return false; // the frontend waits for a reply we cannot give
+                if (HasExplicitReply(message.FrontEndRequest)) return TryReplyWithError(channel, message.Header);
                 ok = false;
             }
-            if (!HasExplicitReply(message.FrontEndRequest)) channel.Acknowledge(message, ok);
+            if (!HasExplicitReply(message.FrontEndRequest)) return TryAcknowledge(channel, message.Header, ok);
         }
         return true;
     }
 
-    private bool HasExplicitReply(FrontEndRequest request) => request switch
+    /// <summary>
+    /// A request with a reply of its own failed. GET_CONFIG has an error form (an empty payload, as
+    /// libvhost-user sends); for the others the frontend waits for a reply we cannot give, so the
+    /// connection ends. Returns whether to go on.
+    /// </summary>
+    private bool TryReplyWithError(VhostUserChannel channel, in VhostUserHeader header)
     {
-        FrontEndRequest.GetFeatures or FrontEndRequest.GetProtocolFeatures or FrontEndRequest.GetVringBase or FrontEndRequest.GetQueueNum
-            or FrontEndRequest.GetConfig or FrontEndRequest.GetInflightFd or FrontEndRequest.GetMaxMemSlots or FrontEndRequest.GetStatus => true,
-        FrontEndRequest.SetLogBase => Has(VhostUserProtocolFeatures.LogShmFd),
-        _ => false,
-    };
+        if ((FrontEndRequest)header.Request != FrontEndRequest.GetConfig) return false;
+        try
+        {
+            channel.Send(header.Request, VhostUserHeaderFlags.Reply, []);
+            return true;
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// Sends the REPLY_ACK status if the frontend asked for one. The channel's table counts SET_LOG_BASE
+    /// as explicitly answered, which is true only with LOG_SHMFD, so without it the status is sent here.
+    /// False when the connection is gone.
+    /// </summary>
+    private bool TryAcknowledge(VhostUserChannel channel, in VhostUserHeader header, bool ok)
+    {
+        try
+        {
+            if (header.NeedReply && !channel.Acknowledge(header, ok))
+                channel.Send(header.Request, VhostUserHeaderFlags.Reply, BitConverter.GetBytes(ok ? 0UL : 1UL));
+            return true;
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            _log.LogInformation("connection ended while acknowledging {Request}: {Reason}", (FrontEndRequest)header.Request, e.Message);
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// Requests the frontend waits on a reply of their own for: a failure ends the connection (there is no
+    /// way to say no). SET_LOG_BASE has one only with LOG_SHMFD; the rest follow the protocol's table.
+    /// </summary>
+    private bool HasExplicitReply(FrontEndRequest request) =>
+        request == FrontEndRequest.SetLogBase ? Has(VhostUserProtocolFeatures.LogShmFd) : MessageRules.HasExplicitReply(request);
 
     private bool Has(VhostUserProtocolFeatures feature) => (_protocolFeatures & (ulong)feature) != 0;
 
@@ -173,7 +216,10 @@ public sealed class BackendSession : IDisposable
             // The ring layout follows RING_PACKED. QEMU sets features before it configures rings; a
             // running queue keeps its layout (LOG_ALL toggles arrive while rings run, RING_PACKED never changes).
             if (!q.Running && (q.Queue is PackedQueue) != packed)
+            {
                 q.Queue = packed ? new PackedQueue(q.Index, _options.Metadata) : new SplitQueue(q.Index, _options.Metadata);
+                q.SizeSet = q.AddressSet = false; // the new queue knows neither: a kick must wait for them again
+            }
             q.Queue.EventIndex = VirtioFeatureBits.Has(features, VirtioFeatureBits.RingEventIdx);
             q.Queue.NotifyOnEmpty = VirtioFeatureBits.Has(features, VirtioFeatureBits.NotifyOnEmpty);
         }
@@ -278,6 +324,7 @@ public sealed class BackendSession : IDisposable
     private void SetVringAddr(VringAddress address)
     {
         var slot = Slot(address.Index);
+        if (!slot.SizeSet) throw new VhostUserSessionException($"queue {address.Index} has no size yet; SET_VRING_NUM comes before SET_VRING_ADDR");
         bool log = (address.Flags & VringAddressFlags.Log) != 0;
         slot.Queue.SetRings(new RingAddresses(address.Descriptor, address.Available, address.Used, address.Log, log));
         slot.AddressSet = true;
@@ -299,7 +346,15 @@ public sealed class BackendSession : IDisposable
         slot.Started = false;
         slot.Kick?.Dispose(); slot.Kick = null;
         slot.Call?.Dispose(); slot.Call = null;
-        return new VringState(state.Index, slot.Queue.GetBase());
+        uint vringBase = slot.Queue.GetBase();
+        if (slot.Queue.IsBroken)
+        {
+            // A stopped ring is set up afresh before it runs again (a guest reset does exactly this): a
+            // queue the guest broke must not stay dead once the frontend restarts it.
+            slot.Queue.Reset();
+            slot.Queue.SetBase(vringBase);
+        }
+        return new VringState(state.Index, vringBase);
     }
 
     private void SetVringFd(VhostUserMessage m, FrontEndRequest request)
@@ -307,6 +362,13 @@ public sealed class BackendSession : IDisposable
         var vring = VringFd.FromU64(m.ReadU64());
         var slot = Slot(vring.Index);
         if (m.Fds.Count != vring.ExpectedFdCount) throw new VhostUserSessionException($"{request} for queue {vring.Index} carries {m.Fds.Count} fds, expected {vring.ExpectedFdCount}");
+        // A kick starts the ring: everything it runs on must be known first (QEMU and DPDK send it last).
+        if (request == FrontEndRequest.SetVringKick)
+        {
+            string? missing = !_featuresSet ? "SET_FEATURES" : _memory.Current.Regions.Count == 0 ? "a memory table"
+                : !slot.SizeSet ? "SET_VRING_NUM" : !slot.AddressSet ? "SET_VRING_ADDR" : null;
+            if (missing is not null) throw new VhostUserSessionException($"SET_VRING_KICK for queue {vring.Index} before {missing}");
+        }
         EventFd? fd = vring.NoFd ? null : EventFd.Adopt(m.Fds.TakeRaw(0));
         switch (request)
         {
@@ -329,9 +391,12 @@ public sealed class BackendSession : IDisposable
                 oldCall?.Dispose();
                 break;
             default:
-                if (slot.Err is { } oldErr) slot.RetiredErrs.Add(oldErr);
+                // The worker lets go of the old fd inside ExchangeErr, so it can be closed now: a frontend
+                // that repeats SET_VRING_ERR must not pile up descriptors in the backend.
+                var oldErr = slot.Err;
                 slot.Err = fd;
                 slot.Worker?.ExchangeErr(fd);
+                oldErr?.Dispose();
                 break;
         }
     }
@@ -462,8 +527,21 @@ public sealed class BackendSession : IDisposable
     private void SetBackendReqFd(VhostUserMessage m)
     {
         if (m.Fds.Count != 1) throw new VhostUserSessionException("SET_BACKEND_REQ_FD needs exactly one fd");
+        var socket = m.Fds.TakeSocket(0);
+        try
+        {
+            // .NET wraps any fd without complaint; the first send would fail much later, on a worker.
+            if (socket.AddressFamily != AddressFamily.Unix || socket.SocketType != SocketType.Stream)
+                throw new VhostUserSessionException("SET_BACKEND_REQ_FD's fd is not a Unix stream socket");
+        }
+        catch (Exception e)
+        {
+            socket.Dispose();
+            if (e is VhostUserSessionException) throw;
+            throw new VhostUserSessionException($"SET_BACKEND_REQ_FD's fd is not a Unix stream socket ({e.Message})");
+        }
         _backendChannel?.Dispose();
-        _backendChannel = new BackEndRequestChannel(m.Fds.TakeSocket(0), Has(VhostUserProtocolFeatures.ReplyAck), _log);
+        _backendChannel = new BackEndRequestChannel(socket, Has(VhostUserProtocolFeatures.ReplyAck), _log);
     }
 
     /// <summary>Stops every queue and forgets ring state; memory stays (RESET_DEVICE keeps the table).</summary>
