@@ -178,6 +178,19 @@ public sealed unsafe class SplitQueue
         }
     }
 
+    /// <summary>
+    /// Gives back the last <paramref name="count"/> popped chains, unused, so the next pops return them
+    /// again: a net receive queue pops buffers for a frame before it knows they are enough (mergeable
+    /// RX buffers) and returns them when they are not. Only for chains not yet added to the used ring.
+    /// </summary>
+    public void UndoPop(int count)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(count, Size);
+        _lastAvail -= (ushort)count;
+        Counters.Requests -= count;
+    }
+
     private void ReadChain(ushort head, DescriptorChain chain)
     {
         chain.Reset(head);
