@@ -1,1 +1,9 @@
-return 0;
+using System.CommandLine;
+using SharpVhost.Cli.Commands;
+
+var root = new RootCommand("SharpVhost: vhost-user virtio backends, a frontend library, and mmcheck")
+{
+    DemoCommand.Create(),
+    BlkCommand.Create(),
+};
+return root.Parse(args).Invoke();

@@ -14,7 +14,7 @@ namespace SharpVhost.Virtio;
 /// Every guest-controlled value is checked; a violation throws <see cref="VirtqueueException"/>
 /// and marks this queue (only) broken until it is reset.
 /// </summary>
-public sealed unsafe class SplitQueue
+public sealed unsafe class SplitQueue : IDeviceQueue
 {
     private readonly DirectRingAccessor _direct = new();
     private readonly CheckedRingAccessor _checked = new();
@@ -78,6 +78,14 @@ public sealed unsafe class SplitQueue
         _signalledValid = false;
         _configVersion++;
     }
+
+    void IDeviceQueue.SetBase(uint vringBase)
+    {
+        if (vringBase > ushort.MaxValue) throw new VirtqueueException($"vring base {vringBase} does not fit a split ring's 16-bit index");
+        SetBase((ushort)vringBase);
+    }
+
+    uint IDeviceQueue.GetBase() => _lastAvail;
 
     /// <summary>Forgets the error and the binding (ring reset).</summary>
     public void Reset()

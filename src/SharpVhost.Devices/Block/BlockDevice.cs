@@ -1,6 +1,7 @@
 using System.Text;
 using SharpVhost.Virtio;
 using SharpVhost.VhostUser.Backend;
+using SharpVhost.VhostUser.Protocol;
 
 namespace SharpVhost.Devices.Block;
 
@@ -19,7 +20,7 @@ public sealed class BlockDevice : IVhostUserDevice
 
     public ulong Features { get; }
 
-    public ulong ExtraProtocolFeatures => (1ul << 9) | (1ul << 0); // CONFIG, MQ
+    public ulong ExtraProtocolFeatures => (ulong)(VhostUserProtocolFeatures.Config | VhostUserProtocolFeatures.MultiQueue);
 
     public BlockDevice(IBlockStorage storage, BlockDeviceOptions options)
     {

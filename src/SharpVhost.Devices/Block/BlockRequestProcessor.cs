@@ -15,7 +15,7 @@ internal sealed class BlockRequestProcessor(IBlockStorage storage, byte[] serial
     private readonly DescriptorChain _chain = new();
     private readonly byte[] _segmentBuffer = new byte[VirtioBlk.DiscardSegmentSize];
 
-    public int Process(SplitQueue queue, GuestMemory memory, int budget)
+    public int Process(IDeviceQueue queue, GuestMemory memory, int budget)
     {
         int handled = 0;
         while (handled < budget && queue.TryPop(_chain))

@@ -43,7 +43,7 @@ public interface IQueueProcessor
     /// publishes and interrupts). Runs inside a memory read section with <paramref name="memory"/>
     /// bound to <paramref name="queue"/>. Returns how many chains it handled.
     /// </summary>
-    int Process(SplitQueue queue, GuestMemory memory, int budget);
+    int Process(IDeviceQueue queue, GuestMemory memory, int budget);
 
     /// <summary>
     /// A descriptor that becomes readable when the processor has work that did not come from a kick

@@ -13,10 +13,11 @@ namespace SharpVhost.VhostUser.Backend;
 public sealed class QueueWorker : IDisposable
 {
     private const int BatchBudget = 64;
-    private readonly SplitQueue _queue;
+    private readonly IDeviceQueue _queue;
     private readonly GuestMemoryDomain _domain;
     private readonly IQueueProcessor _processor;
-    private readonly EventFd? _kick, _call, _err;
+    private readonly EventFd? _kick;
+    private EventFd? _call, _err;
     private readonly EventFd _stop = EventFd.Create(nonBlocking: true);
     private readonly ILogger _log;
     private readonly Thread _thread;
@@ -24,7 +25,7 @@ public sealed class QueueWorker : IDisposable
 
     public bool BusyPoll { get; }
 
-    public QueueWorker(SplitQueue queue, GuestMemoryDomain domain, IQueueProcessor processor,
+    public QueueWorker(IDeviceQueue queue, GuestMemoryDomain domain, IQueueProcessor processor,
         EventFd? kick, EventFd? call, EventFd? err, bool busyPoll, ILogger log)
     {
         _queue = queue;
@@ -39,6 +40,16 @@ public sealed class QueueWorker : IDisposable
     }
 
     public void Start() => _thread.Start();
+
+    /// <summary>
+    /// Replaces the call (interrupt) eventfd while running. The worker signals only inside a memory
+    /// read section, so the caller retires the old descriptor after a grace period
+    /// (<see cref="GuestMemoryDomain.Invalidate"/>), never while a signal to it may be in progress.
+    /// </summary>
+    public EventFd? ExchangeCall(EventFd? call) => Interlocked.Exchange(ref _call, call);
+
+    /// <summary>Replaces the error eventfd; same rules as <see cref="ExchangeCall"/>.</summary>
+    public EventFd? ExchangeErr(EventFd? err) => Interlocked.Exchange(ref _err, err);
 
     private void Run()
     {
@@ -72,7 +83,7 @@ public sealed class QueueWorker : IDisposable
         if (_queue.IsBroken)
         {
             _log.LogWarning("queue {Queue} stopped: {Reason}", _queue.Index, _queue.BrokenReason);
-            _err?.Signal();
+            Volatile.Read(ref _err)?.Signal();
         }
     }
 
@@ -91,7 +102,7 @@ public sealed class QueueWorker : IDisposable
                 _queue.DisableKicks();
                 handled = _processor.Process(_queue, memory, BatchBudget);
                 _queue.FlushUsed();
-                if (_queue.ShouldInterrupt()) _call?.Signal();
+                if (_queue.ShouldInterrupt()) Volatile.Read(ref _call)?.Signal();
                 // Full batch: go round again (after leaving the section). Short batch: ring looked empty;
                 // re-enable kicks and re-check so a buffer added meanwhile is not stranded.
                 more = handled == BatchBudget || (!BusyPoll && _queue.EnableKicks());

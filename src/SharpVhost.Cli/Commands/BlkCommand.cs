@@ -1,0 +1,89 @@
+using System.CommandLine;
+using Microsoft.Extensions.Logging;
+using SharpVhost.Devices.Block;
+using SharpVhost.VhostUser.Backend;
+using SharpVhost.Virtio;
+
+namespace SharpVhost.Cli.Commands;
+
+/// <summary><c>sharpvhost blk</c>: the vhost-user-blk backend, following QEMU's backend program conventions.</summary>
+internal static class BlkCommand
+{
+    public static Command Create()
+    {
+        var socketPath = new Option<string?>("--socket-path") { Description = "Listen on this Unix socket path (a stale socket file is replaced)" };
+        var fd = new Option<int?>("--fd") { Description = "Serve an inherited socket fd (listening or connected) instead of a path" };
+        var blkFile = new Option<string?>("--blk-file") { Description = "Raw image file to serve" };
+        var ram = new Option<string?>("--ram") { Description = "Serve a RAM disk of this size instead of a file (e.g. 256M, 1G)" };
+        var nullDisk = new Option<string?>("--null") { Description = "Serve a null disk of this size (writes dropped, reads untouched)" };
+        var readOnly = new Option<bool>("--read-only") { Description = "Refuse writes (offers VIRTIO_BLK_F_RO)" };
+        var direct = new Option<bool>("--direct") { Description = "Open the image with O_DIRECT for aligned requests" };
+        var numQueues = new Option<int>("--num-queues") { Description = "Number of request queues", DefaultValueFactory = _ => 1 };
+        var metadata = new Option<MetadataAccess>("--metadata") { Description = "Ring metadata accessor: direct (default) or checked", DefaultValueFactory = _ => MetadataAccess.Direct };
+        var serial = new Option<string>("--serial") { Description = "Serial number reported by GET_ID (20 bytes max)", DefaultValueFactory = _ => "sharpvhost" };
+        var busyPoll = new Option<bool>("--busy-poll") { Description = "Workers poll the rings instead of sleeping on kicks" };
+        var verbose = new Option<bool>("--verbose", "-v") { Description = "Debug logging" };
+        var caps = new Option<bool>("--print-capabilities") { Description = "Print the backend's capabilities as JSON and exit" };
+        var command = new Command("blk", "Serve a block device over vhost-user (vhost-user-blk)")
+        {
+            socketPath, fd, blkFile, ram, nullDisk, readOnly, direct, numQueues, metadata, serial, busyPoll, verbose, caps,
+        };
+        command.SetAction(parse =>
+        {
+            if (parse.GetValue(caps))
+            {
+                Console.WriteLine("""{"type":"block","features":["read-only","blk-file"]}""");
+                return 0;
+            }
+            string? path = parse.GetValue(socketPath);
+            int? inherited = parse.GetValue(fd);
+            if ((path is null) == (inherited is null)) return Fail("give exactly one of --socket-path and --fd");
+            IBlockStorage storage;
+            try
+            {
+                storage = OpenStorage(parse.GetValue(blkFile), parse.GetValue(ram), parse.GetValue(nullDisk), parse.GetValue(readOnly), parse.GetValue(direct));
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or FormatException)
+            {
+                return Fail(e.Message);
+            }
+            using var _ = storage;
+            using var logging = CliHost.CreateLogging(parse.GetValue(verbose));
+            var log = logging.CreateLogger("blk");
+            var device = new BlockDevice(storage, new BlockDeviceOptions { NumQueues = parse.GetValue(numQueues), Serial = parse.GetValue(serial)! });
+            var server = new BackendServer(device, new BackendOptions { Metadata = parse.GetValue(metadata), BusyPoll = parse.GetValue(busyPoll) }, log);
+            log.LogInformation("serving {Storage}, {Queues} queue(s), {Metadata} metadata access", storage.Description, device.QueueCount, parse.GetValue(metadata));
+            using var cancel = CliHost.CancelOnSignals(out var signals);
+            using (signals)
+            {
+                try
+                {
+                    if (path is not null) server.Run(path, cancel.Token);
+                    else server.Run(inherited!.Value, cancel.Token);
+                }
+                catch (IOException e)
+                {
+                    return Fail(e.Message);
+                }
+            }
+            log.LogInformation("stopped");
+            return 0;
+        });
+        return command;
+    }
+
+    internal static IBlockStorage OpenStorage(string? file, string? ram, string? nullSize, bool readOnly, bool direct)
+    {
+        int given = (file is null ? 0 : 1) + (ram is null ? 0 : 1) + (nullSize is null ? 0 : 1);
+        if (given != 1) throw new ArgumentException("give exactly one of --blk-file, --ram and --null");
+        if (file is not null) return new FileStorage(file, readOnly, direct);
+        if (ram is not null) return new RamStorage(Size.Parse(ram));
+        return new NullStorage(Size.Parse(nullSize!));
+    }
+
+    private static int Fail(string message)
+    {
+        Console.Error.WriteLine($"sharpvhost blk: {message}");
+        return 2;
+    }
+}

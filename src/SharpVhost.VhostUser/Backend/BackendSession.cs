@@ -1,0 +1,433 @@
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using SharpVhost.Interop;
+using SharpVhost.Memory;
+using SharpVhost.VhostUser.Protocol;
+using SharpVhost.VhostUser.Transport;
+using SharpVhost.Virtio;
+using GuestRegion = SharpVhost.Memory.MemoryRegion;
+
+namespace SharpVhost.VhostUser.Backend;
+
+/// <summary>
+/// The device-agnostic backend side of one vhost-user connection: a readable state machine over
+/// the frontend's messages. Memory and ring changes all go through <see cref="GuestMemoryDomain"/>,
+/// so when a reply is sent no worker can touch what the message replaced. A bad message gets an error
+/// (a NACK with REPLY_ACK) and leaves everything else as it was; a message we cannot answer in kind
+/// (a failed GET_*) or a broken byte stream ends the connection.
+/// </summary>
+public sealed class BackendSession : IDisposable
+{
+    private const ulong AlwaysOfferedProtocolFeatures = (ulong)(VhostUserProtocolFeatures.LogShmFd | VhostUserProtocolFeatures.ReplyAck
+        | VhostUserProtocolFeatures.ResetDevice | VhostUserProtocolFeatures.ConfigureMemSlots | VhostUserProtocolFeatures.Status
+        | VhostUserProtocolFeatures.BackendReq);
+
+    private readonly IVhostUserDevice _device;
+    private readonly BackendOptions _options;
+    private readonly ILogger _log;
+    private readonly GuestMemoryDomain _memory = new();
+    private readonly QueueSlot[] _queues;
+    private VhostUserChannel? _channel;
+    private BackEndRequestChannel? _backendChannel;
+    private ulong _features;
+    private ulong _protocolFeatures;
+    private bool _featuresSet;
+    private DirtyLog? _pendingLog; // from SET_LOG_BASE; published while LOG_ALL is negotiated
+    private byte _status;
+    private readonly IDisposable _metrics;
+
+    public BackendSession(IVhostUserDevice device, BackendOptions options, ILogger logger)
+    {
+        _device = device;
+        _options = options;
+        _log = logger;
+        _queues = Enumerable.Range(0, device.QueueCount).Select(i => new QueueSlot(i, options.Metadata)).ToArray();
+        _metrics = BackendMetrics.Register(device.Kind, () => _queues.Select(q => q.Queue));
+    }
+
+    public ulong OfferedFeatures => _device.Features | VirtioFeatureBits.Bit(VirtioFeatureBits.ProtocolFeatures);
+    public ulong OfferedProtocolFeatures => AlwaysOfferedProtocolFeatures | _device.ExtraProtocolFeatures;
+    public GuestMemoryDomain Memory => _memory;
+    public IReadOnlyList<IDeviceQueue> Queues => _queues.Select(q => q.Queue).ToArray();
+    public ulong NegotiatedFeatures => _features;
+
+    /// <summary>Serves one connected frontend until it disconnects, the stream breaks, or <paramref name="cancel"/> fires.</summary>
+    public void Serve(Socket socket, CancellationToken cancel = default)
+    {
+        using var channel = new VhostUserChannel(socket, VhostUserRole.BackEnd, VhostUserChannelKind.Main, _log);
+        _channel = channel;
+        using var stop = cancel.Register(() => { try { socket.Shutdown(SocketShutdown.Both); } catch (SocketException) { } catch (ObjectDisposedException) { } });
+        try
+        {
+            while (!cancel.IsCancellationRequested && ServeOne(channel)) { }
+        }
+        finally
+        {
+            StopEverything();
+            LogSummary();
+            _channel = null;
+        }
+    }
+
+    /// <summary>Receives and handles one message; false when the connection should end.</summary>
+    private bool ServeOne(VhostUserChannel channel)
+    {
+        VhostUserMessage? message;
+        try
+        {
+            message = channel.Receive();
+        }
+        catch (VhostUserMessageRejectedException e)
+        {
+            _log.LogWarning("rejected message: {Reason}", e.Message);
+            if (HasExplicitReply((FrontEndRequest)e.Header.Request)) return false;
+            channel.Acknowledge(e.Header, false);
+            return true;
+        }
+        catch (Exception e) when (e is VhostUserProtocolException or SocketException or ObjectDisposedException)
+        {
+            _log.LogInformation("connection ended: {Reason}", e.Message);
+            return false;
+        }
+        if (message is null) return false;
+        using (message)
+        {
+            bool ok;
+            try
+            {
+                Dispatch(message);
+                ok = true;
+            }
+            catch (Exception e) when (e is VhostUserSessionException or VhostUserProtocolException or GuestMemoryException
+                or VirtqueueException or IOException or ArgumentException)
+            {
+                _log.LogWarning("{Request} refused: {Reason}", message.FrontEndRequest, e.Message);
+                if (HasExplicitReply(message.FrontEndRequest)) return false; // the frontend waits for a reply we cannot give
+                ok = false;
+            }
+            if (!HasExplicitReply(message.FrontEndRequest)) channel.Acknowledge(message, ok);
+        }
+        return true;
+    }
+
+    private bool HasExplicitReply(FrontEndRequest request) => request switch
+    {
+        FrontEndRequest.GetFeatures or FrontEndRequest.GetProtocolFeatures or FrontEndRequest.GetVringBase or FrontEndRequest.GetQueueNum
+            or FrontEndRequest.GetConfig or FrontEndRequest.GetInflightFd or FrontEndRequest.GetMaxMemSlots or FrontEndRequest.GetStatus => true,
+        FrontEndRequest.SetLogBase => Has(VhostUserProtocolFeatures.LogShmFd),
+        _ => false,
+    };
+
+    private bool Has(VhostUserProtocolFeatures feature) => (_protocolFeatures & (ulong)feature) != 0;
+
+    private void Dispatch(VhostUserMessage m)
+    {
+        var channel = _channel!;
+        switch (m.FrontEndRequest)
+        {
+            case FrontEndRequest.GetFeatures: channel.SendReplyU64(m, OfferedFeatures); break;
+            case FrontEndRequest.SetFeatures: SetFeatures(m.ReadU64()); break;
+            case FrontEndRequest.SetOwner: break;
+            case FrontEndRequest.ResetOwner: ResetDevice(); break;
+            case FrontEndRequest.GetProtocolFeatures: channel.SendReplyU64(m, OfferedProtocolFeatures); break;
+            case FrontEndRequest.SetProtocolFeatures: SetProtocolFeatures(m.ReadU64()); break;
+            case FrontEndRequest.GetQueueNum: channel.SendReplyU64(m, (ulong)_queues.Length); break;
+            case FrontEndRequest.GetMaxMemSlots: channel.SendReplyU64(m, GuestMemory.MaxRegions); break;
+            case FrontEndRequest.SetMemTable: SetMemTable(m); break;
+            case FrontEndRequest.AddMemReg: AddMemReg(m); break;
+            case FrontEndRequest.RemMemReg: RemMemReg(m); break;
+            case FrontEndRequest.SetVringNum: SetVringNum(m.ParsePayload<VringState>()); break;
+            case FrontEndRequest.SetVringAddr: SetVringAddr(m.ParsePayload<VringAddress>()); break;
+            case FrontEndRequest.SetVringBase: SetVringBase(m.ParsePayload<VringState>()); break;
+            case FrontEndRequest.GetVringBase: channel.SendReply(m, GetVringBase(m.ParsePayload<VringState>())); break;
+            case FrontEndRequest.SetVringKick: SetVringFd(m, FrontEndRequest.SetVringKick); break;
+            case FrontEndRequest.SetVringCall: SetVringFd(m, FrontEndRequest.SetVringCall); break;
+            case FrontEndRequest.SetVringErr: SetVringFd(m, FrontEndRequest.SetVringErr); break;
+            case FrontEndRequest.SetVringEnable: SetVringEnable(m.ParsePayload<VringState>()); break;
+            case FrontEndRequest.GetConfig: channel.SendReply(m, GetConfig(m.ParsePayload<ConfigSpace>())); break;
+            case FrontEndRequest.SetConfig: SetConfig(m.ParsePayload<ConfigSpace>()); break;
+            case FrontEndRequest.SetLogBase: SetLogBase(m); break;
+            case FrontEndRequest.SetLogFd: m.Fds.Take(0).Dispose(); break; // we never signal log syncs; just own and close it
+            case FrontEndRequest.SetBackendReqFd: SetBackendReqFd(m); break;
+            case FrontEndRequest.ResetDevice: ResetDevice(); break;
+            case FrontEndRequest.SetStatus: SetStatus(m.ReadU64()); break;
+            case FrontEndRequest.GetStatus: channel.SendReplyU64(m, _status); break;
+            default: throw new VhostUserSessionException($"request {m.FrontEndRequest} ({m.RequestId}) is not supported");
+        }
+    }
+
+    // ---- features ----
+
+    private void SetFeatures(ulong features)
+    {
+        if ((features & ~OfferedFeatures) != 0) throw new VhostUserSessionException($"features {features & ~OfferedFeatures:x} were not offered");
+        bool loggingBefore = LoggingWanted;
+        _features = features;
+        _featuresSet = true;
+        foreach (var q in _queues)
+        {
+            q.Queue.EventIndex = VirtioFeatureBits.Has(features, VirtioFeatureBits.RingEventIdx);
+            q.Queue.NotifyOnEmpty = VirtioFeatureBits.Has(features, VirtioFeatureBits.NotifyOnEmpty);
+        }
+        _device.OnFeaturesNegotiated(features);
+        if (loggingBefore != LoggingWanted) ApplyLog();
+    }
+
+    private void SetProtocolFeatures(ulong features)
+    {
+        if ((features & ~OfferedProtocolFeatures) != 0) throw new VhostUserSessionException($"protocol features {features & ~OfferedProtocolFeatures:x} were not offered");
+        _protocolFeatures = features;
+    }
+
+    private bool ProtocolFeaturesNegotiated => VirtioFeatureBits.Has(_features, VirtioFeatureBits.ProtocolFeatures);
+    private bool LoggingWanted => VirtioFeatureBits.Has(_features, VirtioFeatureBits.LogAll);
+
+    // ---- memory ----
+
+    private void SetMemTable(VhostUserMessage m)
+    {
+        var table = m.ParsePayload<MemoryTable>();
+        if (m.Fds.Count != table.Regions.Length) throw new VhostUserSessionException($"memory table has {table.Regions.Length} regions but {m.Fds.Count} fds");
+        var mapped = new List<GuestRegion>();
+        try
+        {
+            for (int i = 0; i < table.Regions.Length; i++)
+            {
+                using var fd = m.Fds.Take(i);
+                mapped.Add(GuestRegion.Map(fd, ToDescription(table.Regions[i])));
+            }
+            _memory.ReplaceAll(mapped);
+        }
+        catch
+        {
+            foreach (var r in mapped) r.Dispose();
+            throw;
+        }
+        _log.LogInformation("memory table: {Regions}", string.Join("; ", mapped));
+    }
+
+    private void AddMemReg(VhostUserMessage m)
+    {
+        var region = m.ParsePayload<SingleMemoryRegion>().Region;
+        if (m.Fds.Count != 1) throw new VhostUserSessionException("ADD_MEM_REG needs exactly one fd");
+        using var fd = m.Fds.Take(0);
+        var mapped = GuestRegion.Map(fd, ToDescription(region));
+        try { _memory.AddRegion(mapped); }
+        catch { mapped.Dispose(); throw; }
+    }
+
+    private void RemMemReg(VhostUserMessage m)
+    {
+        var region = m.ParsePayload<SingleMemoryRegion>().Region;
+        if (!_memory.RemoveRegion(ToDescription(region))) throw new VhostUserSessionException($"no region at guest address {region.GuestPhysAddr:x} to remove");
+    }
+
+    private static RegionDescription ToDescription(Protocol.MemoryRegion r) => new(r.GuestPhysAddr, r.Size, r.UserAddr, r.MmapOffset);
+
+    private void SetLogBase(VhostUserMessage m)
+    {
+        var description = m.ParsePayload<LogDescription>();
+        if (m.Fds.Count != 1) throw new VhostUserSessionException("SET_LOG_BASE needs exactly one fd");
+        using var fd = m.Fds.Take(0);
+        if (description.MmapSize == 0 || description.MmapOffset + description.MmapSize < description.MmapOffset)
+            throw new VhostUserSessionException("dirty log has no size or wraps");
+        if (description.MmapOffset + description.MmapSize > (ulong)FileDescriptors.SizeOf(fd))
+            throw new VhostUserSessionException("dirty log lies past the end of its fd");
+        ulong page = (ulong)FileDescriptors.PageSize;
+        ulong alignedOffset = description.MmapOffset / page * page;
+        var mapping = MemoryMapping.Map(fd, alignedOffset, description.MmapSize + description.MmapOffset - alignedOffset, writable: true);
+        var previous = _pendingLog;
+        _pendingLog = new DirtyLog(mapping, description.MmapOffset - alignedOffset, description.MmapSize);
+        // A log that was never published has no readers; a published one is retired by ApplyLog's grace period.
+        if (previous is not null && !ReferenceEquals(previous, _memory.Current.Log)) previous.Dispose();
+        ApplyLog();
+        if (Has(VhostUserProtocolFeatures.LogShmFd)) _channel!.SendReplyU64(m, 0);
+    }
+
+    /// <summary>Publishes the log when LOG_ALL is on and a log base is known; otherwise stops logging.</summary>
+    private void ApplyLog()
+    {
+        var wanted = LoggingWanted ? _pendingLog : null;
+        if (ReferenceEquals(_memory.Current.Log, wanted)) return;
+        _memory.SetLog(wanted); // unmaps the previously published log after the grace period
+        if (wanted is null) _pendingLog = null; // logging off: the log went with it; the next SET_LOG_BASE brings a new one
+    }
+
+    // ---- rings ----
+
+    private QueueSlot Slot(uint index) => index < _queues.Length ? _queues[index]
+        : throw new VhostUserSessionException($"queue index {index} is out of range (device has {_queues.Length})");
+
+    private void SetVringNum(VringState state)
+    {
+        var slot = Slot(state.Index);
+        if (slot.Running) throw new VhostUserSessionException($"queue {state.Index} is running; its size cannot change");
+        slot.Queue.SetSize((int)Math.Min(state.Num, int.MaxValue));
+        slot.SizeSet = true;
+    }
+
+    private void SetVringAddr(VringAddress address)
+    {
+        var slot = Slot(address.Index);
+        bool log = (address.Flags & VringAddressFlags.Log) != 0;
+        slot.Queue.SetRings(new RingAddresses(address.Descriptor, address.Available, address.Used, address.Log, log));
+        slot.AddressSet = true;
+        // A running worker must stop using pointers to the old rings before we reply.
+        if (slot.Running) _memory.Invalidate();
+    }
+
+    private void SetVringBase(VringState state)
+    {
+        var slot = Slot(state.Index);
+        if (slot.Running) throw new VhostUserSessionException($"queue {state.Index} is running; its base cannot change");
+        slot.Queue.SetBase(state.Num);
+    }
+
+    private VringState GetVringBase(VringState state)
+    {
+        var slot = Slot(state.Index);
+        slot.StopWorker(); // stops the ring: the worker has left and will not come back
+        slot.Started = false;
+        slot.Kick?.Dispose(); slot.Kick = null;
+        slot.Call?.Dispose(); slot.Call = null;
+        return new VringState(state.Index, slot.Queue.GetBase());
+    }
+
+    private void SetVringFd(VhostUserMessage m, FrontEndRequest request)
+    {
+        var vring = VringFd.FromU64(m.ReadU64());
+        var slot = Slot(vring.Index);
+        if (m.Fds.Count != vring.ExpectedFdCount) throw new VhostUserSessionException($"{request} for queue {vring.Index} carries {m.Fds.Count} fds, expected {vring.ExpectedFdCount}");
+        EventFd? fd = vring.NoFd ? null : EventFd.Adopt(m.Fds.TakeRaw(0));
+        switch (request)
+        {
+            case FrontEndRequest.SetVringKick:
+                slot.StopWorker();
+                slot.Kick?.Dispose();
+                slot.Kick = fd;
+                slot.Polling = fd is null;
+                slot.Started = true;
+                UpdateRunning(slot);
+                break;
+            case FrontEndRequest.SetVringCall:
+                var oldCall = slot.Call;
+                slot.Call = fd;
+                if (slot.Worker is { } w)
+                {
+                    w.ExchangeCall(fd);
+                    _memory.Invalidate(); // the worker signals only inside a read section: after this it cannot be using oldCall
+                }
+                oldCall?.Dispose();
+                break;
+            default:
+                if (slot.Err is { } oldErr) slot.RetiredErrs.Add(oldErr);
+                slot.Err = fd;
+                slot.Worker?.ExchangeErr(fd);
+                break;
+        }
+    }
+
+    private void SetVringEnable(VringState state)
+    {
+        var slot = Slot(state.Index);
+        if (state.Num > 1) throw new VhostUserSessionException($"SET_VRING_ENABLE value {state.Num} is neither 0 nor 1");
+        slot.Enabled = state.Num == 1;
+        UpdateRunning(slot);
+    }
+
+    /// <summary>Starts or stops the worker to match the vhost-user rules: started, enabled (implicitly without protocol features), and set up.</summary>
+    private void UpdateRunning(QueueSlot slot)
+    {
+        bool enabled = slot.Enabled || !ProtocolFeaturesNegotiated;
+        bool shouldRun = slot.Started && enabled && slot.SizeSet && slot.AddressSet && _featuresSet;
+        if (shouldRun == slot.Running) return;
+        if (!shouldRun)
+        {
+            slot.StopWorker();
+            return;
+        }
+        var worker = new QueueWorker(slot.Queue, _memory, _device.CreateProcessor(slot.Index), slot.Polling ? null : slot.Kick,
+            slot.Call, slot.Err, _options.BusyPoll, _log);
+        slot.Worker = worker;
+        worker.Start();
+        _log.LogDebug("queue {Queue} running (size {Size}, {Access})", slot.Index, slot.Queue.Size, slot.Queue.Access);
+    }
+
+    // ---- config, status, reset ----
+
+    private ConfigSpace GetConfig(ConfigSpace request)
+    {
+        const int MaxConfig = 256;
+        if (request.Offset > MaxConfig || request.Data.Length > MaxConfig - request.Offset)
+            throw new VhostUserSessionException($"config read [{request.Offset}, +{request.Data.Length}) is out of range");
+        var config = _device.Config;
+        var data = new byte[request.Data.Length];
+        if (request.Offset < config.Length)
+        {
+            var available = config[(int)request.Offset..];
+            available[..Math.Min(available.Length, data.Length)].CopyTo(data);
+        }
+        return new ConfigSpace(request.Offset, request.Flags, data);
+    }
+
+    private void SetConfig(ConfigSpace request)
+    {
+        if (!_device.WriteConfig(request.Offset, request.Data))
+            throw new VhostUserSessionException($"config write at {request.Offset} (+{request.Data.Length}) refused");
+    }
+
+    private void SetStatus(ulong status)
+    {
+        if (status > byte.MaxValue) throw new VhostUserSessionException($"device status {status} does not fit a byte");
+        _status = (byte)status;
+        if (status == 0) ResetDevice();
+    }
+
+    private void SetBackendReqFd(VhostUserMessage m)
+    {
+        if (m.Fds.Count != 1) throw new VhostUserSessionException("SET_BACKEND_REQ_FD needs exactly one fd");
+        _backendChannel?.Dispose();
+        _backendChannel = new BackEndRequestChannel(m.Fds.TakeSocket(0), Has(VhostUserProtocolFeatures.ReplyAck), _log);
+    }
+
+    /// <summary>Stops every queue and forgets ring state; memory stays (RESET_DEVICE keeps the table).</summary>
+    private void ResetDevice()
+    {
+        foreach (var q in _queues)
+        {
+            q.Dispose();
+            q.Queue.Reset();
+            q.Started = q.Enabled = q.SizeSet = q.AddressSet = q.Polling = false;
+        }
+    }
+
+    private void StopEverything()
+    {
+        ResetDevice();
+        _backendChannel?.Dispose();
+        _backendChannel = null;
+        if (_pendingLog is not null && !ReferenceEquals(_pendingLog, _memory.Current.Log)) _pendingLog.Dispose();
+        _pendingLog = null;
+        _memory.Clear();
+        _features = _protocolFeatures = 0;
+        _featuresSet = false;
+        _status = 0;
+    }
+
+    private void LogSummary()
+    {
+        foreach (var q in _queues)
+        {
+            var c = q.Queue.Counters;
+            if (c.Requests == 0 && c.Errors == 0) continue;
+            _log.LogInformation("queue {Queue}: {Requests} requests, {Read} bytes read, {Written} bytes written, {Errors} errors, {Kicks} kicks, {Interrupts} interrupts, {Direct} direct / {Checked} checked binds, {Fallbacks} fallbacks, {Revalidations} re-validations",
+                q.Index, c.Requests, c.ReadableBytes, c.WritableBytes, c.Errors, c.Kicks, c.Interrupts, c.DirectBinds, c.CheckedBinds, c.DirectFallbacks, c.Revalidations);
+        }
+    }
+
+    public void Dispose()
+    {
+        StopEverything();
+        _metrics.Dispose();
+    }
+}

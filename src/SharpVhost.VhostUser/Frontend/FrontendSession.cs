@@ -1,0 +1,139 @@
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using SharpVhost.Interop;
+using SharpVhost.VhostUser.Protocol;
+using SharpVhost.VhostUser.Transport;
+using SharpVhost.Virtio;
+
+namespace SharpVhost.VhostUser.Frontend;
+
+/// <summary>
+/// The driver half of vhost-user, device-agnostic: connects to any backend (ours, qemu-storage-daemon,
+/// DPDK), negotiates features, shares memory from a memfd and sets up split rings, as QEMU would.
+/// Device clients (block, net) build on it. Control calls are not thread-safe: one owner drives them.
+/// </summary>
+public sealed class FrontendSession : IDisposable
+{
+    /// <summary>Protocol features we use when the backend offers them.</summary>
+    public const VhostUserProtocolFeatures Wanted = VhostUserProtocolFeatures.MultiQueue | VhostUserProtocolFeatures.ReplyAck
+        | VhostUserProtocolFeatures.Config | VhostUserProtocolFeatures.ConfigureMemSlots;
+
+    private readonly FrontEndConnection _connection;
+    private readonly List<FrontendQueue> _queues = [];
+
+    public ulong BackendFeatures { get; }
+    public ulong Features { get; private set; }
+    public VhostUserProtocolFeatures ProtocolFeatures { get; }
+    public int MaxQueues { get; }
+    public SharedMemory? Memory { get; private set; }
+
+    private FrontendSession(Socket socket, ILogger? logger)
+    {
+        _connection = new FrontEndConnection(socket, logger);
+        BackendFeatures = _connection.GetU64(FrontEndRequest.GetFeatures);
+        if (!VirtioFeatureBits.Has(BackendFeatures, VirtioFeatureBits.ProtocolFeatures))
+            throw new VhostUserSessionFailedException("backend does not offer VHOST_USER_F_PROTOCOL_FEATURES");
+        var offered = (VhostUserProtocolFeatures)_connection.GetU64(FrontEndRequest.GetProtocolFeatures);
+        ProtocolFeatures = offered & Wanted;
+        _connection.SetU64(FrontEndRequest.SetProtocolFeatures, (ulong)ProtocolFeatures);
+        _connection.ReplyAck = ProtocolFeatures.HasFlag(VhostUserProtocolFeatures.ReplyAck);
+        MaxQueues = ProtocolFeatures.HasFlag(VhostUserProtocolFeatures.MultiQueue) ? (int)_connection.GetU64(FrontEndRequest.GetQueueNum) : 1;
+        _connection.Send(FrontEndRequest.SetOwner);
+    }
+
+    /// <summary>Connects to a backend listening on <paramref name="socketPath"/> and performs the opening handshake.</summary>
+    public static FrontendSession Connect(string socketPath, ILogger? logger = null, TimeSpan? timeout = null)
+    {
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(10));
+        while (true)
+        {
+            var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            try
+            {
+                socket.Connect(new UnixDomainSocketEndPoint(socketPath));
+                return new FrontendSession(socket, logger);
+            }
+            catch (SocketException) when (DateTime.UtcNow < deadline)
+            {
+                socket.Dispose();
+                Thread.Sleep(20); // the backend may still be starting
+            }
+            catch
+            {
+                socket.Dispose();
+                throw;
+            }
+        }
+    }
+
+    /// <summary>Accepts the backend's offer restricted to <paramref name="wanted"/> (the protocol-features bit is kept).</summary>
+    public ulong NegotiateFeatures(ulong wanted)
+    {
+        Features = BackendFeatures & (wanted | VirtioFeatureBits.Bit(VirtioFeatureBits.ProtocolFeatures));
+        _connection.SetU64(FrontEndRequest.SetFeatures, Features);
+        return Features;
+    }
+
+    /// <summary>Creates the shared memory and tells the backend about it (SET_MEM_TABLE).</summary>
+    public SharedMemory ShareMemory(ulong size)
+    {
+        if (Memory is not null) throw new InvalidOperationException("memory is already shared");
+        var memory = new SharedMemory(size);
+        var region = new Protocol.MemoryRegion(memory.Region.GuestPhysicalAddress, memory.Region.Size, memory.Region.FrontendVirtualAddress, 0);
+        var table = new MemoryTable([region]);
+        Span<byte> bytes = stackalloc byte[table.WireSize];
+        table.Write(bytes);
+        Span<int> fds = [(int)memory.Fd.DangerousGetHandle()];
+        _connection.Send(FrontEndRequest.SetMemTable, bytes, fds);
+        Memory = memory;
+        return memory;
+    }
+
+    /// <summary>Reads <paramref name="size"/> bytes of the device's config space.</summary>
+    public byte[] GetConfig(uint offset, int size)
+    {
+        var request = new ConfigSpace(offset, ConfigSpaceFlags.Writable, new byte[size]);
+        return _connection.Call<ConfigSpace, ConfigSpace>(FrontEndRequest.GetConfig, request).Data;
+    }
+
+    /// <summary>Sets up queue <paramref name="index"/> with <paramref name="size"/> entries in shared memory, and starts it.</summary>
+    public FrontendQueue StartQueue(int index, int size)
+    {
+        var memory = Memory ?? throw new InvalidOperationException("share memory first");
+        if (index >= MaxQueues) throw new ArgumentOutOfRangeException(nameof(index), $"backend has {MaxQueues} queues");
+        var placement = SplitRingPlacement.At(memory.Allocate(SplitRingPlacement.At(0, size).End + 16, 4096), size);
+        var ring = new SplitDriverQueue(memory.Memory, placement, size, VirtioFeatureBits.Has(Features, VirtioFeatureBits.RingEventIdx));
+        var kick = EventFd.Create(nonBlocking: true);
+        var call = EventFd.Create(nonBlocking: true);
+        var queue = new FrontendQueue(index, ring, kick, call);
+        _connection.Send(FrontEndRequest.SetVringNum, new VringState((uint)index, (uint)size));
+        _connection.Send(FrontEndRequest.SetVringBase, new VringState((uint)index, 0));
+        _connection.Send(FrontEndRequest.SetVringAddr, new VringAddress((uint)index, VringAddressFlags.None,
+            memory.ToFrontendVirtual(placement.Descriptors), memory.ToFrontendVirtual(placement.Used), memory.ToFrontendVirtual(placement.Avail), 0));
+        SendVringFd(FrontEndRequest.SetVringCall, index, call.Fd);
+        SendVringFd(FrontEndRequest.SetVringKick, index, kick.Fd);
+        _connection.Send(FrontEndRequest.SetVringEnable, new VringState((uint)index, 1));
+        _queues.Add(queue);
+        return queue;
+    }
+
+    private void SendVringFd(FrontEndRequest request, int index, int fd)
+    {
+        Span<int> fds = [fd];
+        _connection.Send(request, new U64Payload(new VringFd((byte)index, false).ToU64()), fds);
+    }
+
+    /// <summary>Stops a queue (GET_VRING_BASE) and returns the backend's next avail index.</summary>
+    public uint StopQueue(int index)
+        => _connection.Call<VringState, VringState>(FrontEndRequest.GetVringBase, new VringState((uint)index, 0)).Num;
+
+    public void Dispose()
+    {
+        _connection.Dispose();
+        foreach (var q in _queues) q.Dispose();
+        Memory?.Dispose();
+    }
+}
+
+/// <summary>The backend cannot serve what this frontend needs.</summary>
+public sealed class VhostUserSessionFailedException(string message) : Exception(message);

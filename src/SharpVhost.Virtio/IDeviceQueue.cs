@@ -1,0 +1,39 @@
+using SharpVhost.Memory;
+
+namespace SharpVhost.Virtio;
+
+/// <summary>
+/// The device side of a virtqueue, whatever its layout (split or packed): what devices and the
+/// vhost-user session use, so that neither knows which ring layout it serves.
+/// Configuration members run on the control path; the rest on the queue's one worker thread,
+/// inside a memory read section after <see cref="Attach"/>.
+/// </summary>
+public interface IDeviceQueue
+{
+    int Index { get; }
+    int Size { get; }
+    MetadataAccess Access { get; set; }
+    bool EventIndex { get; set; }
+    bool NotifyOnEmpty { get; set; }
+    QueueCounters Counters { get; }
+    string? BrokenReason { get; }
+    bool IsBroken { get; }
+
+    // control path
+    void SetSize(int size);
+    void SetRings(RingAddresses rings);
+    /// <summary>vhost-user's vring base: the next avail index (packed: plus the wrap counter in bit 15).</summary>
+    void SetBase(uint vringBase);
+    uint GetBase();
+    void Reset();
+
+    // worker
+    bool Attach(GuestMemory memory);
+    void MarkBroken(string reason);
+    bool TryPop(DescriptorChain chain);
+    void AddUsed(DescriptorChain chain, uint written);
+    void FlushUsed();
+    bool ShouldInterrupt();
+    void DisableKicks();
+    bool EnableKicks();
+}
