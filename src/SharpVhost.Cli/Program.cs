@@ -5,5 +5,6 @@ var root = new RootCommand("SharpVhost: vhost-user virtio backends, a frontend l
 {
     DemoCommand.Create(),
     BlkCommand.Create(),
+    NetCommand.Create(),
 };
 return root.Parse(args).Invoke();

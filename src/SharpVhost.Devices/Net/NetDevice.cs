@@ -7,7 +7,7 @@ namespace SharpVhost.Devices.Net;
 /// A virtio-net device: features, config space, and per queue a processor that moves frames between
 /// the guest and the endpoint. Queues come in pairs, receive (even index) then transmit (odd).
 /// </summary>
-public sealed class NetDevice : IVhostUserDevice, IDisposable
+public sealed class NetDevice : IVhostUserDevice, INetControl, IDisposable
 {
     private readonly byte[] _config;
 
@@ -57,8 +57,7 @@ public sealed class NetDevice : IVhostUserDevice, IDisposable
         int pair = queueIndex / 2;
         if (pair >= Options.QueuePairs) throw new ArgumentOutOfRangeException(nameof(queueIndex));
         if (queueIndex % 2 == 1) return new TxQueueProcessor(Port, Endpoint, pair);
-        Port.MarkRxStarted(pair);
-        return new RxQueueProcessor(Port, Endpoint.CreateRxSource(pair));
+        return new RxQueueProcessor(Port, pair, Endpoint.CreateRxSource(pair));
     }
 
     /// <summary>NET_SET_MTU: the frontend tells us the MTU it configured. False if we cannot honour it.</summary>
@@ -68,6 +67,8 @@ public sealed class NetDevice : IVhostUserDevice, IDisposable
     /// SEND_RARP: after migration, announce that <paramref name="mac"/> now lives here, as QEMU does for
     /// its own backends: a RARP broadcast sent as if by the guest, so switches learn where it went.
     /// </summary>
+    public void SendRarp(ReadOnlySpan<byte> mac) => SendRarp(MacAddress.Read(mac));
+
     public void SendRarp(MacAddress mac)
     {
         Span<byte> frame = stackalloc byte[RarpFrame.Length];

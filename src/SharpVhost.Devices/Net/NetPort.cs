@@ -63,6 +63,7 @@ public sealed class NetPort : IDisposable
     }
 
     internal void MarkRxStarted(int pair) => Interlocked.Or(ref _activeRxPairs, 1L << pair);
+    internal void MarkRxStopped(int pair) => Interlocked.And(ref _activeRxPairs, ~(1L << pair));
 
     /// <summary>Queues a copy of <paramref name="frame"/> for the guest (optionally with its MAC addresses swapped); false if dropped.</summary>
     public bool Deliver(in TxFrame frame, MacAddress destination, MacAddress source, bool swapAddresses = false)

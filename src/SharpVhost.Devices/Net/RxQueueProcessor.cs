@@ -10,25 +10,28 @@ namespace SharpVhost.Devices.Net;
 /// frame may take several chains (num_buffers says how many). A frame waits while the guest has too
 /// few buffers; a frame that can never fit is dropped and counted. Only this queue's worker runs this.
 /// </summary>
-internal sealed class RxQueueProcessor : IQueueProcessor
+internal sealed class RxQueueProcessor : IQueueProcessor, IDisposable
 {
     /// <summary>Most buffers one frame may take (a 64 KiB frame in 1.5 KiB buffers needs 44).</summary>
     private const int MaxBuffersPerFrame = 64;
     private readonly NetPort _port;
     private readonly IRxFrameSource _source;
+    private readonly int _pair;
     private readonly DescriptorChain[] _chains = new DescriptorChain[MaxBuffersPerFrame];
     private readonly int[] _written = new int[MaxBuffersPerFrame];
 
-    public RxQueueProcessor(NetPort port, IRxFrameSource source)
+    public RxQueueProcessor(NetPort port, int pair, IRxFrameSource source)
     {
         _port = port;
+        _pair = pair;
         _source = source;
+        port.MarkRxStarted(pair);
         for (int i = 0; i < _chains.Length; i++) _chains[i] = new DescriptorChain(4);
     }
 
     public int WakeFd => _source.WakeFd;
 
-    public int Process(SplitQueue queue, GuestMemory memory, int budget)
+    public int Process(IDeviceQueue queue, GuestMemory memory, int budget)
     {
         var counters = _port.Counters;
         int headerSize = _port.HeaderSize;
@@ -78,6 +81,12 @@ internal sealed class RxQueueProcessor : IQueueProcessor
             Interlocked.Add(ref counters.RxBytes, frame.Length);
         }
         return used;
+    }
+
+    /// <summary>The queue stopped (disabled, or the frontend went away): frames go to the other receive queues.</summary>
+    public void Dispose()
+    {
+        _port.MarkRxStopped(_pair);
     }
 
     /// <summary>Writes the header (num_buffers = <paramref name="count"/>) and the frame across the first <paramref name="count"/> chains.</summary>

@@ -13,7 +13,7 @@ internal sealed class TxQueueProcessor(NetPort port, NetEndpoint endpoint, int p
 {
     private readonly DescriptorChain _chain = new();
 
-    public int Process(SplitQueue queue, GuestMemory memory, int budget)
+    public int Process(IDeviceQueue queue, GuestMemory memory, int budget)
     {
         int handled = 0;
         while (handled < budget && queue.TryPop(_chain))

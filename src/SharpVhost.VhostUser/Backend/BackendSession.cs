@@ -152,9 +152,19 @@ public sealed class BackendSession : IDisposable
             case FrontEndRequest.ResetDevice: ResetDevice(); break;
             case FrontEndRequest.SetStatus: SetStatus(m.ReadU64()); break;
             case FrontEndRequest.GetStatus: channel.SendReplyU64(m, _status); break;
+            case FrontEndRequest.NetSetMtu:
+                if (!NetControl(m).SetMtu((int)Math.Min(m.ReadU64(), int.MaxValue))) throw new VhostUserSessionException("MTU refused by the device");
+                break;
+            case FrontEndRequest.SendRarp:
+                if (m.Payload.Length < 6) throw new VhostUserSessionException("SEND_RARP without a MAC address");
+                NetControl(m).SendRarp(m.Payload[..6]);
+                break;
             default: throw new VhostUserSessionException($"request {m.FrontEndRequest} ({m.RequestId}) is not supported");
         }
     }
+
+    private INetControl NetControl(VhostUserMessage m) => _device as INetControl
+        ?? throw new VhostUserSessionException($"{m.FrontEndRequest} is only for net devices");
 
     // ---- features ----
 
