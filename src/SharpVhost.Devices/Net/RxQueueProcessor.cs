@@ -38,6 +38,7 @@ internal sealed class RxQueueProcessor : IQueueProcessor, IDisposable
         bool mergeable = _port.MergeableRxBuffers;
         int maxBuffers = mergeable ? Math.Min(MaxBuffersPerFrame, queue.Size) : 1;
         int used = 0;
+        long frames = 0, bytes = 0; // added to the shared counters once per batch
         _source.BeginBatch();
         while (used < budget && _source.TryPeek(out var header, out var frame))
         {
@@ -61,7 +62,7 @@ internal sealed class RxQueueProcessor : IQueueProcessor, IDisposable
             if (room < total)
             {
                 queue.UndoPop(count);
-                if (queue.IsBroken) return used;
+                if (queue.IsBroken) break;
                 if (count < maxBuffers)
                 {
                     // The ring ran dry. Wait for a refill (the kick wakes us) unless the source cannot wait.
@@ -77,8 +78,13 @@ internal sealed class RxQueueProcessor : IQueueProcessor, IDisposable
             for (int i = 0; i < count; i++) queue.AddUsed(_chains[i], (uint)_written[i]);
             _source.Consume();
             used += count;
-            Interlocked.Increment(ref counters.RxFrames);
-            Interlocked.Add(ref counters.RxBytes, frame.Length);
+            frames++;
+            bytes += frame.Length;
+        }
+        if (frames != 0)
+        {
+            Interlocked.Add(ref counters.RxFrames, frames);
+            Interlocked.Add(ref counters.RxBytes, bytes);
         }
         return used;
     }

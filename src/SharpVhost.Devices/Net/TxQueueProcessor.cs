@@ -12,6 +12,7 @@ namespace SharpVhost.Devices.Net;
 internal sealed class TxQueueProcessor(NetPort port, NetEndpoint endpoint, int pair) : IQueueProcessor
 {
     private readonly DescriptorChain _chain = new();
+    private long _batchFrames, _batchBytes; // added to the shared counters once per batch, not per frame
 
     public int Process(IDeviceQueue queue, GuestMemory memory, int budget)
     {
@@ -21,6 +22,12 @@ internal sealed class TxQueueProcessor(NetPort port, NetEndpoint endpoint, int p
             handled++;
             Handle(_chain);
             queue.AddUsed(_chain, 0);
+        }
+        if (_batchFrames != 0)
+        {
+            Interlocked.Add(ref port.Counters.TxFrames, _batchFrames);
+            Interlocked.Add(ref port.Counters.TxBytes, _batchBytes);
+            _batchFrames = _batchBytes = 0;
         }
         return handled;
     }
@@ -52,8 +59,8 @@ internal sealed class TxQueueProcessor(NetPort port, NetEndpoint endpoint, int p
             Interlocked.Increment(ref counters.TxTooLong);
             return;
         }
-        Interlocked.Increment(ref counters.TxFrames);
-        Interlocked.Add(ref counters.TxBytes, length);
+        _batchFrames++;
+        _batchBytes += length;
         if (!endpoint.Transmit(pair, new TxFrame(chain, headerSize, length, header)))
             Interlocked.Increment(ref counters.TxEndpointDrops);
     }
