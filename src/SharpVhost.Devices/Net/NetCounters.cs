@@ -20,6 +20,8 @@ public sealed class NetCounters
     public long RxFrames, RxBytes;
     /// <summary>Frames for this port dropped because its backlog was full (the guest is not draining RX).</summary>
     public long RxBacklogFull;
+    /// <summary>Frames for this port longer than its MTU allows (e.g. from a port with a larger MTU).</summary>
+    public long RxTooLong;
     /// <summary>Frames dropped because the guest's receive buffers could not hold them.</summary>
     public long RxBufferTooSmall;
     /// <summary>Frames dropped because the guest had no receive buffers when an endpoint could not wait.</summary>
@@ -28,11 +30,11 @@ public sealed class NetCounters
     public long RxBadBuffer;
 
     public long TxDrops => Interlocked.Read(ref TxBadHeader) + Interlocked.Read(ref TxTooShort) + Interlocked.Read(ref TxTooLong) + Interlocked.Read(ref TxEndpointDrops);
-    public long RxDrops => Interlocked.Read(ref RxBacklogFull) + Interlocked.Read(ref RxBufferTooSmall) + Interlocked.Read(ref RxNoBuffers);
+    public long RxDrops => Interlocked.Read(ref RxBacklogFull) + Interlocked.Read(ref RxTooLong) + Interlocked.Read(ref RxBufferTooSmall) + Interlocked.Read(ref RxNoBuffers);
 
     public override string ToString()
         => $"tx {Interlocked.Read(ref TxFrames)} frames {Interlocked.Read(ref TxBytes)} bytes, {TxDrops} dropped " +
            $"(bad header {Interlocked.Read(ref TxBadHeader)}, short {Interlocked.Read(ref TxTooShort)}, long {Interlocked.Read(ref TxTooLong)}, endpoint {Interlocked.Read(ref TxEndpointDrops)}); " +
            $"rx {Interlocked.Read(ref RxFrames)} frames {Interlocked.Read(ref RxBytes)} bytes, {RxDrops} dropped " +
-           $"(backlog full {Interlocked.Read(ref RxBacklogFull)}, buffer too small {Interlocked.Read(ref RxBufferTooSmall)}, no buffers {Interlocked.Read(ref RxNoBuffers)})";
+           $"(backlog full {Interlocked.Read(ref RxBacklogFull)}, too long {Interlocked.Read(ref RxTooLong)}, buffer too small {Interlocked.Read(ref RxBufferTooSmall)}, no buffers {Interlocked.Read(ref RxNoBuffers)})";
 }

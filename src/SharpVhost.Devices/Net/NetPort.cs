@@ -68,6 +68,7 @@ public sealed class NetPort : IDisposable
     /// <summary>Queues a copy of <paramref name="frame"/> for the guest (optionally with its MAC addresses swapped); false if dropped.</summary>
     public bool Deliver(in TxFrame frame, MacAddress destination, MacAddress source, bool swapAddresses = false)
     {
+        if (TooLong(frame.Length, frame.Header)) return false;
         if (_backlogs[PickPair(destination, source)].TryEnqueue(frame, swapAddresses)) return true;
         Interlocked.Increment(ref Counters.RxBacklogFull);
         return false;
@@ -76,11 +77,20 @@ public sealed class NetPort : IDisposable
     /// <summary>Queues a copy of <paramref name="frame"/> for the guest; false if dropped.</summary>
     public bool Deliver(ReadOnlySpan<byte> frame, VirtioNetHeader header = default)
     {
+        if (TooLong(frame.Length, header)) return false;
         var destination = frame.Length >= 12 ? MacAddress.Read(frame) : default;
         var source = frame.Length >= 12 ? MacAddress.Read(frame[6..]) : default;
         if (_backlogs[PickPair(destination, source)].TryEnqueue(frame, header)) return true;
         Interlocked.Increment(ref Counters.RxBacklogFull);
         return false;
+    }
+
+    /// <summary>Frames over this port's MTU (GSO frames: over what a backlog slot holds) are dropped and counted.</summary>
+    private bool TooLong(int length, VirtioNetHeader header)
+    {
+        if (length <= (header.IsGso ? BacklogFrameLength : Math.Min(MaxFrameLength, BacklogFrameLength))) return false;
+        Interlocked.Increment(ref Counters.RxTooLong);
+        return true;
     }
 
     /// <summary>

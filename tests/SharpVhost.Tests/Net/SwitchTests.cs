@@ -140,3 +140,22 @@ public class SwitchTests : IDisposable
         Assert.Equal(12, sw.TableFull);
     }
 }
+
+public class SwitchMtuTests
+{
+    [Fact]
+    public void Frames_over_the_receiving_ports_mtu_are_dropped_there_only()
+    {
+        var sw = new NetSwitch();
+        using var jumbo = new NetDevice(sw.AddPort("jumbo"), new NetDeviceOptions { Mtu = 9000 });
+        using var small = new NetDevice(sw.AddPort("small"), new NetDeviceOptions { Mtu = 1500 });
+        using var other = new NetDevice(sw.AddPort("other"), new NetDeviceOptions { Mtu = 9000 });
+        using var guest = new GuestNet(jumbo);
+        guest.Tx().AddReadable(Frames.WithHeader(Frames.Ethernet(MacAddress.Broadcast, Frames.A, 4000)));
+        guest.Tx().RunAll();
+        Assert.Equal(1, jumbo.Port.Counters.TxFrames);
+        Assert.Equal(1, small.Port.Counters.RxTooLong);
+        Assert.Equal(0, small.Port.BacklogCount);
+        Assert.Equal(1, other.Port.BacklogCount);
+    }
+}
