@@ -26,6 +26,7 @@ internal static class NetCommand
         var sink = new Option<bool>("--sink") { Description = "Count and drop what the guest sends" };
         var source = new Option<bool>("--source") { Description = "Fill the guest's receive queue with generated frames" };
         var frameSize = new Option<int>("--frame-size") { Description = "Frame size for --source (bytes, Ethernet header included)", DefaultValueFactory = _ => 64 };
+        var count = new Option<long?>("--count") { Description = "Frames --source generates in total (default: no end)" };
         var echo = new Option<bool>("--echo") { Description = "Send each frame back with its MAC addresses swapped" };
         var queues = new Option<int>("--queues") { Description = "Queue pairs per port", DefaultValueFactory = _ => 1 };
         var mtu = new Option<int>("--mtu") { Description = "MTU offered to the guest (VIRTIO_NET_F_MTU) and enforced on transmit", DefaultValueFactory = _ => VirtioNet.DefaultMtu };
@@ -37,7 +38,7 @@ internal static class NetCommand
         var caps = new Option<bool>("--print-capabilities") { Description = "Print the backend's capabilities as JSON and exit" };
         var command = new Command("net", "Serve virtio-net devices over vhost-user (vhost-user-net) with a switch, TAP or traffic endpoint")
         {
-            socketPaths, switchMode, tap, sink, source, frameSize, echo, queues, mtu, mac, metadata, busyPoll, statsInterval, verbose, caps,
+            socketPaths, switchMode, tap, sink, source, frameSize, count, echo, queues, mtu, mac, metadata, busyPoll, statsInterval, verbose, caps,
         };
         command.SetAction(parse =>
         {
@@ -67,7 +68,7 @@ internal static class NetCommand
                     NetEndpoint endpoint = netSwitch is not null ? netSwitch.AddPort(paths[i])
                         : tapName is not null ? new TapEndpoint(tapName, parse.GetValue(queues))
                         : parse.GetValue(sink) ? new SinkEndpoint()
-                        : parse.GetValue(source) ? new SourceEndpoint(parse.GetValue(frameSize))
+                        : parse.GetValue(source) ? new SourceEndpoint(parse.GetValue(frameSize), parse.GetValue(count) ?? long.MaxValue)
                         : new EchoEndpoint();
                     var options = new NetDeviceOptions
                     {
