@@ -8,6 +8,8 @@ namespace SharpVhost.Devices.Net;
 public sealed class NetCounters
 {
     public long TxFrames, TxBytes;
+    /// <summary>Frames the guest sent with offloads: a checksum to finish (NEEDS_CSUM) or segmentation (GSO).</summary>
+    public long TxOffloaded;
     /// <summary>Chains shorter than the virtio-net header, or headers with flags or GSO types not negotiated.</summary>
     public long TxBadHeader;
     /// <summary>Frames shorter than an Ethernet header.</summary>
@@ -33,7 +35,7 @@ public sealed class NetCounters
     public long RxDrops => Interlocked.Read(ref RxBacklogFull) + Interlocked.Read(ref RxTooLong) + Interlocked.Read(ref RxBufferTooSmall) + Interlocked.Read(ref RxNoBuffers);
 
     public override string ToString()
-        => $"tx {Interlocked.Read(ref TxFrames)} frames {Interlocked.Read(ref TxBytes)} bytes, {TxDrops} dropped " +
+        => $"tx {Interlocked.Read(ref TxFrames)} frames {Interlocked.Read(ref TxBytes)} bytes ({Interlocked.Read(ref TxOffloaded)} offloaded), {TxDrops} dropped " +
            $"(bad header {Interlocked.Read(ref TxBadHeader)}, short {Interlocked.Read(ref TxTooShort)}, long {Interlocked.Read(ref TxTooLong)}, endpoint {Interlocked.Read(ref TxEndpointDrops)}); " +
            $"rx {Interlocked.Read(ref RxFrames)} frames {Interlocked.Read(ref RxBytes)} bytes, {RxDrops} dropped " +
            $"(backlog full {Interlocked.Read(ref RxBacklogFull)}, too long {Interlocked.Read(ref RxTooLong)}, buffer too small {Interlocked.Read(ref RxBufferTooSmall)}, no buffers {Interlocked.Read(ref RxNoBuffers)})";

@@ -12,7 +12,7 @@ namespace SharpVhost.Devices.Net;
 internal sealed class TxQueueProcessor(NetPort port, NetEndpoint endpoint, int pair) : IQueueProcessor
 {
     private readonly DescriptorChain _chain = new();
-    private long _batchFrames, _batchBytes; // added to the shared counters once per batch, not per frame
+    private long _batchFrames, _batchBytes, _batchOffloaded; // added to the shared counters once per batch, not per frame
 
     public int Process(IDeviceQueue queue, GuestMemory memory, int budget)
     {
@@ -27,7 +27,8 @@ internal sealed class TxQueueProcessor(NetPort port, NetEndpoint endpoint, int p
         {
             Interlocked.Add(ref port.Counters.TxFrames, _batchFrames);
             Interlocked.Add(ref port.Counters.TxBytes, _batchBytes);
-            _batchFrames = _batchBytes = 0;
+            if (_batchOffloaded != 0) Interlocked.Add(ref port.Counters.TxOffloaded, _batchOffloaded);
+            _batchFrames = _batchBytes = _batchOffloaded = 0;
         }
         return handled;
     }
@@ -61,6 +62,7 @@ internal sealed class TxQueueProcessor(NetPort port, NetEndpoint endpoint, int p
         }
         _batchFrames++;
         _batchBytes += length;
+        if (header.NeedsCsum || header.IsGso) _batchOffloaded++;
         if (!endpoint.Transmit(pair, new TxFrame(chain, headerSize, length, header)))
             Interlocked.Increment(ref counters.TxEndpointDrops);
     }
