@@ -60,6 +60,8 @@ public sealed class QueueWorker : IDisposable
         {
             // Work may have been queued before we started (reconnect, or a kick we did not see).
             Drain(reader);
+            if (_queue is SplitQueue { Resubmitted: > 0 } recovered)
+                _log.LogInformation("queue {Queue}: resubmitted {Count} request(s) left in flight by a previous backend", _queue.Index, recovered.Resubmitted);
             while (!_stopping && !_queue.IsBroken)
             {
                 if (BusyPoll)
