@@ -26,7 +26,8 @@ public sealed class BlockReconnectTests(ITestOutputHelper output)
         var image = temp.File("disk.img");
         using (var file = File.Create(image)) file.SetLength(32 << 20);
         var socket = temp.File("blk.sock");
-        var backend = new SharpVhostBlockBackend(metadata);
+        // A slow disk (15 ms per request) so that kills land while requests are in flight.
+        var backend = new SharpVhostBlockBackend(metadata, "--io-delay-ms", "15");
         var request = new BlockBackendRequest(socket, image, 1, temp.Path);
         var server = (BackendProcess)await backend.StartAsync(request);
         var logs = new StringBuilder();
@@ -51,7 +52,14 @@ public sealed class BlockReconnectTests(ITestOutputHelper output)
             // Crash the backend at random moments while the guest writes; bounded in count.
             while (cycles < 10 && !guest.IsCompleted)
             {
-                await Task.WhenAny(guest, Task.Delay(random.Next(1000, 3000)));
+                // Kill only once QEMU has finished setting the device up again: a kill in the middle
+                // of QEMU's own reconnect handshake tests QEMU, not us (7.2 can wedge there).
+                var connected = Task.Run(async () =>
+                {
+                    while (!guest.IsCompleted && !server.Log.Contains("memory table:", StringComparison.Ordinal)) await Task.Delay(50);
+                });
+                await Task.WhenAny(guest, connected, Task.Delay(TimeSpan.FromSeconds(60)));
+                await Task.WhenAny(guest, Task.Delay(random.Next(1000, 2500)));
                 if (guest.IsCompleted) break;
                 await server.CrashAsync();
                 logs.Append(server.Log).AppendLine($"[test] ---- backend killed (cycle {cycles + 1}) ----");
@@ -67,6 +75,8 @@ public sealed class BlockReconnectTests(ITestOutputHelper output)
             Assert.Equal(Blocks, done.Count);
             Assert.Equal($"{Blocks} 0", string.Join(' ', Assert.Single(run.Tagged("SV-VERIFIED"))));
             Assert.True(cycles >= 3, $"only {cycles} crash cycles happened before the guest finished\n{run.Report}");
+            Assert.True(logs.ToString().Contains("resubmitted", StringComparison.Ordinal),
+                $"no restart found requests in flight to resubmit: the test did not exercise recovery\n{run.Report}");
         }
         finally
         {
