@@ -18,9 +18,11 @@ public sealed class BlockReconnectTests(ITestOutputHelper output)
     private const int BlockSize = 4096;
 
     [Theory]
-    [InlineData("direct")]
-    [InlineData("checked")]
-    public async Task Writes_the_guest_saw_complete_survive_backend_crashes(string metadata)
+    [InlineData("direct", false)]
+    [InlineData("checked", false)]
+    [InlineData("direct", true)] // packed=on: recovery from the packed inflight region
+    [InlineData("checked", true)]
+    public async Task Writes_the_guest_saw_complete_survive_backend_crashes(string metadata, bool packed)
     {
         using var temp = new TempDirectory();
         var image = temp.File("disk.img");
@@ -37,9 +39,9 @@ public sealed class BlockReconnectTests(ITestOutputHelper output)
         {
             Kernel = kernel,
             Initramfs = await InitramfsCache.GetAsync(Tools.GuestFile("blk-reconnect.sh"), kernel),
-            Name = "blk-reconnect-" + metadata,
+            Name = "blk-reconnect-" + metadata + (packed ? "-packed" : ""),
             WorkDirectory = temp.Path,
-            Devices = [new VhostUserBlockDevice(socket, 1) { ReconnectSeconds = 1 }],
+            Devices = [new VhostUserBlockDevice(socket, 1) { ReconnectSeconds = 1, ExtraProperties = packed ? ["packed=on"] : [] }],
             Parameters = new Dictionary<string, string> { ["BLOCKS"] = Blocks.ToString() },
             PeerLog = () => logs + server.Log,
             Timeout = TimeSpan.FromMinutes(6),
