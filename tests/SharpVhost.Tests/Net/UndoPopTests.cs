@@ -57,4 +57,34 @@ public class UndoPopTests
         }
         finally { Marshal.FreeHGlobal(region); }
     }
+
+    [Theory]
+    [InlineData(4)]
+    [InlineData(8)]
+    public void Packed_undone_chains_come_back_even_across_a_wrap(int size)
+    {
+        using var f = new SharpVhost.Tests.Virtio.Packed.PackedRingFixture(size, MetadataAccess.Direct);
+        Assert.True(f.Attach());
+        var chain = new DescriptorChain();
+        var ids = new List<ushort>();
+        // Go round the ring a few times, each round popping three, undoing two and popping them again.
+        for (int round = 0; round < 3 * size; round++)
+        {
+            ids.Clear();
+            for (int i = 0; i < Math.Min(3, size); i++)
+            {
+                Assert.True(f.Driver.TryAdd([new DriverBuffer(f.AllocateBuffer(64), 64, true)], out ushort id));
+                ids.Add(id);
+            }
+            f.Driver.Publish();
+            for (int i = 0; i < ids.Count; i++) { Assert.True(f.Device.TryPop(chain)); Assert.Equal(ids[i], chain.Id); }
+            f.Device.UndoPop(2);
+            for (int i = ids.Count - 2; i < ids.Count; i++) { Assert.True(f.Device.TryPop(chain)); Assert.Equal(ids[i], chain.Id); }
+            Assert.False(f.Device.TryPop(chain));
+            foreach (var id in ids) f.Device.AddUsed(id, 0);
+            f.Device.FlushUsed();
+            while (f.Driver.TryGetUsed(out _, out _)) { }
+        }
+        Assert.Null(f.Device.BrokenReason);
+    }
 }
