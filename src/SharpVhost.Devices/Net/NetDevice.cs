@@ -31,7 +31,7 @@ public sealed class NetDevice : IVhostUserDevice, INetControl, IDisposable
         var mac = options.Mac ?? MacAddress.RandomLocal();
         int slot = endpoint.ReceivesLargeFrames ? VirtioNet.MaxGsoFrameLength : options.Mtu + VirtioNet.FrameOverhead;
         Port = new NetPort(options.Name, mac, options.QueuePairs, options.Mtu, options.RxBacklog, slot);
-        ulong f = VirtioFeatureBits.RingBits
+        ulong f = VirtioFeatureBits.RingBits | Bit(VirtioFeatureBits.RingPacked)
             | Bit(VirtioNet.FeatureMrgRxbuf) | Bit(VirtioNet.FeatureStatus) | Bit(VirtioNet.FeatureMac)
             | endpoint.OffloadFeatures;
         if (options.QueuePairs > 1) f |= Bit(VirtioNet.FeatureMq);

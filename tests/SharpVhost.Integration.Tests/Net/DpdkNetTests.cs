@@ -59,12 +59,14 @@ public sealed class DpdkNetTests : IDisposable
     }
 
     [Theory]
-    [InlineData(MetadataAccess.Direct)]
-    [InlineData(MetadataAccess.Checked)]
-    public async Task Testpmd_virtio_user_sends_to_our_sink(MetadataAccess access)
+    [InlineData(MetadataAccess.Direct, false)]
+    [InlineData(MetadataAccess.Checked, false)]
+    [InlineData(MetadataAccess.Direct, true)]
+    [InlineData(MetadataAccess.Checked, true)]
+    public async Task Testpmd_virtio_user_sends_to_our_sink(MetadataAccess access, bool packed)
     {
         using var backend = new Backend(new NetDevice(new SinkEndpoint(), new NetDeviceOptions()), Socket, access);
-        await using var testpmd = Testpmd.Start($"net_virtio_user0,path={Socket},queues=1", "txonly");
+        await using var testpmd = Testpmd.Start($"net_virtio_user0,path={Socket},queues=1,packed_vq={(packed ? 1 : 0)}", "txonly");
         var counters = backend.Device.Port.Counters;
         await testpmd.WaitUntilAsync(_ => Interlocked.Read(ref counters.TxFrames) >= 100_000, Patience, "100000 frames at our sink");
         var (_, sent) = await testpmd.StopAsync();
@@ -75,13 +77,15 @@ public sealed class DpdkNetTests : IDisposable
     }
 
     [Theory]
-    [InlineData(MetadataAccess.Direct)]
-    [InlineData(MetadataAccess.Checked)]
-    public async Task Our_source_sends_to_testpmd_virtio_user(MetadataAccess access)
+    [InlineData(MetadataAccess.Direct, false)]
+    [InlineData(MetadataAccess.Checked, false)]
+    [InlineData(MetadataAccess.Direct, true)]
+    [InlineData(MetadataAccess.Checked, true)]
+    public async Task Our_source_sends_to_testpmd_virtio_user(MetadataAccess access, bool packed)
     {
         const long count = 200_000;
         using var backend = new Backend(new NetDevice(new SourceEndpoint(64, count), new NetDeviceOptions()), Socket, access);
-        await using var testpmd = Testpmd.Start($"net_virtio_user0,path={Socket},queues=1", "rxonly");
+        await using var testpmd = Testpmd.Start($"net_virtio_user0,path={Socket},queues=1,packed_vq={(packed ? 1 : 0)}", "rxonly");
         await testpmd.WaitUntilAsync(c => c.Rx >= count, Patience, $"{count} frames received by testpmd");
         // The port's own counter, not the forwarding statistics: testpmd flushes (receives and
         // discards) what is already waiting before it starts forwarding, and our source fills the ring at once.
