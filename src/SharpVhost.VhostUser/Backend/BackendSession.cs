@@ -32,6 +32,7 @@ public sealed class BackendSession : IDisposable
     private ulong _features;
     private ulong _protocolFeatures;
     private bool _featuresSet;
+    private readonly Dictionary<RegionDescription, int> _regionRepeats = []; // ADD_MEM_REG repeats of a mapped region
     private DirtyLog? _pendingLog; // from SET_LOG_BASE; published while LOG_ALL is negotiated
     private byte _status;
     private InflightArea? _inflight;
@@ -198,9 +199,19 @@ public sealed class BackendSession : IDisposable
             case FrontEndRequest.ResetDevice: ResetDevice(); break;
             case FrontEndRequest.SetStatus: SetStatus(m.ReadU64()); break;
             case FrontEndRequest.GetStatus: channel.SendReplyU64(m, _status); break;
+            case FrontEndRequest.NetSetMtu:
+                if (!NetControl(m).SetMtu((int)Math.Min(m.ReadU64(), int.MaxValue))) throw new VhostUserSessionException("MTU refused by the device");
+                break;
+            case FrontEndRequest.SendRarp:
+                if (m.Payload.Length < 6) throw new VhostUserSessionException("SEND_RARP without a MAC address");
+                NetControl(m).SendRarp(m.Payload[..6]);
+                break;
             default: throw new VhostUserSessionException($"request {m.FrontEndRequest} ({m.RequestId}) is not supported");
         }
     }
+
+    private INetControl NetControl(VhostUserMessage m) => _device as INetControl
+        ?? throw new VhostUserSessionException($"{m.FrontEndRequest} is only for net devices");
 
     // ---- features ----
 
@@ -251,6 +262,7 @@ public sealed class BackendSession : IDisposable
                 mapped.Add(GuestRegion.Map(fd, ToDescription(table.Regions[i])));
             }
             _memory.ReplaceAll(mapped);
+            _regionRepeats.Clear();
         }
         catch
         {
@@ -265,6 +277,14 @@ public sealed class BackendSession : IDisposable
         var region = m.ParsePayload<SingleMemoryRegion>().Region;
         if (m.Fds.Count != 1) throw new VhostUserSessionException("ADD_MEM_REG needs exactly one fd");
         using var fd = m.Fds.Take(0);
+        // QEMU sends every region once per vhost device, and a multiqueue net device is one vhost
+        // device per queue pair on the same connection: count identical repeats instead of refusing them.
+        var key = ToDescription(region);
+        if (_memory.Current.Regions.Any(r => SameRegion(r.Description, key)))
+        {
+            _regionRepeats[key] = _regionRepeats.GetValueOrDefault(key) + 1;
+            return;
+        }
         var mapped = GuestRegion.Map(fd, ToDescription(region));
         try { _memory.AddRegion(mapped); }
         catch { mapped.Dispose(); throw; }
@@ -274,10 +294,19 @@ public sealed class BackendSession : IDisposable
     private void RemMemReg(VhostUserMessage m)
     {
         var region = m.ParsePayload<SingleMemoryRegion>().Region;
-        if (!_memory.RemoveRegion(ToDescription(region))) throw new VhostUserSessionException($"no region at guest address {region.GuestPhysAddr:x} to remove");
+        var key = ToDescription(region);
+        if (_regionRepeats.TryGetValue(key, out int repeats))
+        {
+            if (repeats == 1) _regionRepeats.Remove(key); else _regionRepeats[key] = repeats - 1;
+            return; // another vhost device still has it
+        }
+        if (!_memory.RemoveRegion(key)) throw new VhostUserSessionException($"no region at guest address {region.GuestPhysAddr:x} to remove");
     }
 
     private static RegionDescription ToDescription(Protocol.MemoryRegion r) => new(r.GuestPhysAddr, r.Size, r.UserAddr, r.MmapOffset);
+
+    private static bool SameRegion(RegionDescription a, RegionDescription b)
+        => a.GuestPhysicalAddress == b.GuestPhysicalAddress && a.Size == b.Size && a.FrontendVirtualAddress == b.FrontendVirtualAddress;
 
     private void SetLogBase(VhostUserMessage m)
     {
@@ -565,6 +594,7 @@ public sealed class BackendSession : IDisposable
         if (_pendingLog is not null && !ReferenceEquals(_pendingLog, _memory.Current.Log)) _pendingLog.Dispose();
         _pendingLog = null;
         _memory.Clear();
+        _regionRepeats.Clear();
         _features = _protocolFeatures = 0;
         _featuresSet = false;
         _status = 0;

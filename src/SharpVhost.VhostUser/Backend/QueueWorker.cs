@@ -145,5 +145,6 @@ public sealed class QueueWorker : IDisposable
     {
         Stop();
         _stop.Dispose();
+        (_processor as IDisposable)?.Dispose(); // e.g. a net receive queue stops taking frames
     }
 }
