@@ -33,6 +33,7 @@ public sealed class BackendSession : IDisposable
     private ulong _protocolFeatures;
     private bool _featuresSet;
     private DirtyLog? _pendingLog; // from SET_LOG_BASE; published while LOG_ALL is negotiated
+    private long _dirtyBitsSet; // by logs already retired, for the summary
     private byte _status;
     private InflightArea? _inflight;
     private readonly IDisposable _metrics;
@@ -251,9 +252,19 @@ public sealed class BackendSession : IDisposable
     private void ApplyLog()
     {
         var wanted = LoggingWanted ? _pendingLog : null;
-        if (ReferenceEquals(_memory.Current.Log, wanted)) return;
+        var previous = _memory.Current.Log;
+        if (ReferenceEquals(previous, wanted)) return;
         _memory.SetLog(wanted); // unmaps the previously published log after the grace period
-        if (wanted is null) _pendingLog = null; // logging off: the log went with it; the next SET_LOG_BASE brings a new one
+        if (previous is not null) _dirtyBitsSet += previous.BitsSet;
+        if (wanted is null)
+        {
+            _pendingLog = null; // logging off: the log went with it; the next SET_LOG_BASE brings a new one
+            _log.LogInformation("dirty logging off ({Bits} page bits set so far)", _dirtyBitsSet);
+        }
+        else
+        {
+            _log.LogInformation("dirty logging {State} ({Bytes} bytes of log)", previous is null ? "on" : "continues in a new log", wanted.SizeInBytes);
+        }
     }
 
     // ---- rings ----
@@ -469,6 +480,9 @@ public sealed class BackendSession : IDisposable
         _backendChannel = null;
         if (_pendingLog is not null && !ReferenceEquals(_pendingLog, _memory.Current.Log)) _pendingLog.Dispose();
         _pendingLog = null;
+        if (_memory.Current.Log is { } log) _dirtyBitsSet += log.BitsSet;
+        if (_dirtyBitsSet > 0) _log.LogInformation("dirty log: {Bits} page bits set while logging", _dirtyBitsSet);
+        _dirtyBitsSet = 0;
         _memory.Clear();
         _features = _protocolFeatures = 0;
         _featuresSet = false;
