@@ -450,7 +450,21 @@ public sealed class BackendSession : IDisposable
     {
         if (status > byte.MaxValue) throw new VhostUserSessionException($"device status {status} does not fit a byte");
         _status = (byte)status;
-        if (status == 0) ResetDevice();
+        if (status == 0) StopRingsKeepingPositions();
+    }
+
+    /// <summary>
+    /// SET_STATUS(0): the device stops, but each ring keeps its position. QEMU 7.2 sends it on every
+    /// device stop *before* GET_VRING_BASE (later QEMUs send it after), and live migration carries the
+    /// base GET_VRING_BASE then returns: a reset here would hand the destination base 0.
+    /// </summary>
+    private void StopRingsKeepingPositions()
+    {
+        foreach (var q in _queues)
+        {
+            q.StopWorker();
+            q.Started = false;
+        }
     }
 
     private void SetBackendReqFd(VhostUserMessage m)

@@ -92,7 +92,8 @@ public sealed class LiveMigrationTests(ITestOutputHelper output)
                 // same file, so the guest sees this through the host's page cache.
                 WriteControl(image, k, done: k == Migrations);
                 var check = await WaitForLineAsync(destination, $"SV-CHECK {k}", Report);
-                output.WriteLine($"  guest re-checked {check[1]} chunks read before the migration: {check[2]} bad");
+                output.WriteLine($"  guest re-checked from its page cache the {check[2]} chunks it read before: {check[3]} bad");
+                Assert.True(check[3] == "0", $"after migration {k} the guest found {check[3]} chunks differing in its page cache\n{Report()}");
                 source = destination;
             }
 
@@ -121,6 +122,11 @@ public sealed class LiveMigrationTests(ITestOutputHelper output)
             foreach (var side in sides.Skip(1))
                 Assert.True(Requests(side.Backend.Log) > 0, $"backend {side.Index} served no requests after the migration\n{side.Backend.Log}");
             output.WriteLine($"total {total.Elapsed.TotalSeconds:0} s ({metadata} metadata access)");
+        }
+        catch (Exception e) when (e is not Xunit.Sdk.XunitException)
+        {
+            foreach (var side in sides) await side.DisposeAsync(); // so the report holds their last words
+            throw new Xunit.Sdk.XunitException($"{e}\n{Report()}");
         }
         finally
         {
