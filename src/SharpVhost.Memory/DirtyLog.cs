@@ -15,7 +15,12 @@ public sealed unsafe class DirtyLog : IDisposable
     private readonly byte* _bits;
     private readonly ulong _bytes;
 
+    private long _bitsSet;
+
     public ulong SizeInBytes => _bytes;
+
+    /// <summary>How many bits this log turned from clear to set (for logs and tests).</summary>
+    public long BitsSet => Interlocked.Read(ref _bitsSet);
 
     public DirtyLog(MemoryMapping mapping, ulong offset, ulong size)
     {
@@ -59,7 +64,11 @@ public sealed unsafe class DirtyLog : IDisposable
         while ((old & bit) == 0)
         {
             byte seen = Interlocked.CompareExchange(ref cell, (byte)(old | bit), old);
-            if (seen == old) return;
+            if (seen == old)
+            {
+                Interlocked.Increment(ref _bitsSet);
+                return;
+            }
             old = seen;
         }
     }

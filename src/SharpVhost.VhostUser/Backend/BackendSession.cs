@@ -34,6 +34,7 @@ public sealed class BackendSession : IDisposable
     private bool _featuresSet;
     private readonly Dictionary<RegionDescription, int> _regionRepeats = []; // ADD_MEM_REG repeats of a mapped region
     private DirtyLog? _pendingLog; // from SET_LOG_BASE; published while LOG_ALL is negotiated
+    private long _dirtyBitsSet; // by logs already retired, for the summary
     private byte _status;
     private InflightArea? _inflight;
     private readonly IDisposable _metrics;
@@ -332,9 +333,19 @@ public sealed class BackendSession : IDisposable
     private void ApplyLog()
     {
         var wanted = LoggingWanted ? _pendingLog : null;
-        if (ReferenceEquals(_memory.Current.Log, wanted)) return;
+        var previous = _memory.Current.Log;
+        if (ReferenceEquals(previous, wanted)) return;
         _memory.SetLog(wanted); // unmaps the previously published log after the grace period
-        if (wanted is null) _pendingLog = null; // logging off: the log went with it; the next SET_LOG_BASE brings a new one
+        if (previous is not null) _dirtyBitsSet += previous.BitsSet;
+        if (wanted is null)
+        {
+            _pendingLog = null; // logging off: the log went with it; the next SET_LOG_BASE brings a new one
+            _log.LogInformation("dirty logging off ({Bits} page bits set so far)", _dirtyBitsSet);
+        }
+        else
+        {
+            _log.LogInformation("dirty logging {State} ({Bytes} bytes of log)", previous is null ? "on" : "continues in a new log", wanted.SizeInBytes);
+        }
     }
 
     // ---- rings ----
@@ -550,7 +561,21 @@ public sealed class BackendSession : IDisposable
     {
         if (status > byte.MaxValue) throw new VhostUserSessionException($"device status {status} does not fit a byte");
         _status = (byte)status;
-        if (status == 0) ResetDevice();
+        if (status == 0) StopRingsKeepingPositions();
+    }
+
+    /// <summary>
+    /// SET_STATUS(0): the device stops, but each ring keeps its position. QEMU 7.2 sends it on every
+    /// device stop *before* GET_VRING_BASE (later QEMUs send it after), and live migration carries the
+    /// base GET_VRING_BASE then returns: a reset here would hand the destination base 0.
+    /// </summary>
+    private void StopRingsKeepingPositions()
+    {
+        foreach (var q in _queues)
+        {
+            q.StopWorker();
+            q.Started = false;
+        }
     }
 
     private void SetBackendReqFd(VhostUserMessage m)
@@ -593,6 +618,9 @@ public sealed class BackendSession : IDisposable
         _backendChannel = null;
         if (_pendingLog is not null && !ReferenceEquals(_pendingLog, _memory.Current.Log)) _pendingLog.Dispose();
         _pendingLog = null;
+        if (_memory.Current.Log is { } log) _dirtyBitsSet += log.BitsSet;
+        if (_dirtyBitsSet > 0) _log.LogInformation("dirty log: {Bits} page bits set while logging", _dirtyBitsSet);
+        _dirtyBitsSet = 0;
         _memory.Clear();
         _regionRepeats.Clear();
         _features = _protocolFeatures = 0;
