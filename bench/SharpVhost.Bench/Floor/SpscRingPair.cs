@@ -1,0 +1,88 @@
+using System.Runtime.InteropServices;
+
+namespace SharpVhost.Bench.Floor;
+
+/// <summary>
+/// The floor for a ring handoff: the least a request/completion queue between two threads can cost.
+/// Two single-producer/single-consumer rings of 32-bit slots in shared memory (requests one way,
+/// completions the other), each index on its own cache line, both sides busy-polling. Every handoff
+/// moves the slot's and the index's cache lines from one core to the other, once each way.
+/// </summary>
+public sealed unsafe class SpscRingPair : IDisposable
+{
+    private const int CacheLine = 64;
+    private readonly int _size;
+    private readonly byte* _memory;
+    private readonly uint* _requests, _completions;
+    private readonly ulong* _requestHead, _requestTail, _completionHead, _completionTail; // head: producer's, tail: consumer's
+
+    public SpscRingPair(int size)
+    {
+        if (size <= 0 || (size & (size - 1)) != 0) throw new ArgumentOutOfRangeException(nameof(size), "a power of two");
+        _size = size;
+        nuint slots = (nuint)(size * sizeof(uint));
+        nuint bytes = 4 * CacheLine + 2 * (slots + CacheLine);
+        _memory = (byte*)NativeMemory.AlignedAlloc(bytes, CacheLine);
+        NativeMemory.Clear(_memory, bytes);
+        _requestHead = (ulong*)_memory;
+        _requestTail = (ulong*)(_memory + CacheLine);
+        _completionHead = (ulong*)(_memory + 2 * CacheLine);
+        _completionTail = (ulong*)(_memory + 3 * CacheLine);
+        _requests = (uint*)(_memory + 4 * CacheLine);
+        _completions = (uint*)(_memory + 4 * CacheLine + slots + CacheLine);
+    }
+
+    /// <summary>Driver side: posts as many requests as there is room for. Returns how many.</summary>
+    public int Post(ref ulong nextId, int window)
+    {
+        ulong head = *_requestHead;
+        ulong limit = Volatile.Read(ref *_completionHead); // completed requests free their slots
+        int posted = 0;
+        while (head - limit < (ulong)window && head - Volatile.Read(ref *_requestTail) < (ulong)_size)
+        {
+            _requests[head & (ulong)(_size - 1)] = (uint)nextId++;
+            head++;
+            Volatile.Write(ref *_requestHead, head);
+            posted++;
+        }
+        return posted;
+    }
+
+    /// <summary>Driver side: takes every completion there is. Returns how many.</summary>
+    public int Reap()
+    {
+        ulong tail = *_completionTail;
+        ulong head = Volatile.Read(ref *_completionHead);
+        int n = 0;
+        while (tail != head)
+        {
+            _ = _completions[tail & (ulong)(_size - 1)];
+            tail++;
+            n++;
+        }
+        Volatile.Write(ref *_completionTail, tail);
+        return n;
+    }
+
+    /// <summary>Device side: moves every waiting request to the completion ring, one by one. Returns how many.</summary>
+    public int Serve()
+    {
+        ulong tail = *_requestTail;
+        ulong head = Volatile.Read(ref *_requestHead);
+        ulong outHead = *_completionHead;
+        int n = 0;
+        while (tail != head)
+        {
+            uint id = _requests[tail & (ulong)(_size - 1)];
+            tail++;
+            Volatile.Write(ref *_requestTail, tail);
+            _completions[outHead & (ulong)(_size - 1)] = id;
+            outHead++;
+            Volatile.Write(ref *_completionHead, outHead);
+            n++;
+        }
+        return n;
+    }
+
+    public void Dispose() => NativeMemory.AlignedFree(_memory);
+}
