@@ -11,6 +11,7 @@ ls /boot/vmlinuz-* >/dev/null 2>&1 || need+=(linux-image-amd64)
 [[ -x /bin/busybox ]] || need+=(busybox-static)
 command -v spin >/dev/null || need+=(spin)
 command -v cpio >/dev/null || need+=(cpio)
+command -v dpdk-testpmd >/dev/null || need+=(dpdk)
 command -v gcc >/dev/null || need+=(gcc)
 if ((${#need[@]})); then
   echo "install-deps: installing ${need[*]}" >&2

@@ -41,7 +41,7 @@ public sealed class BlockComparison : IComparison
                     BlockLoad.Fill(oursRunning.Client, oursRunning.Buffers[0], bytes); // qemu's file was written when created
                 }
                 string storageLabel = storage == BlockStorageKind.Null ? "null" : "RAM";
-                var rows = new RowBuilder(storage == BlockStorageKind.Null ? "qemu-storage-daemon null-co" : "qemu-storage-daemon file in tmpfs");
+                var rows = new RowBuilder(storage == BlockStorageKind.Null ? "qsd null-co" : "qsd file in tmpfs");
                 for (int rep = 0; rep < context.Repetitions; rep++)
                     foreach (var op in operations)
                         foreach (int depth in depths)

@@ -8,17 +8,19 @@ namespace SharpVhost.Bench.Floor;
 /// Measures request/completion round trips per second between a driver thread and a device thread,
 /// both busy-polling on their own CPU: over the <see cref="SpscRingPair"/> floor, and over our split
 /// virtqueue (<see cref="SplitDriverQueue"/> on the driver side, <see cref="SplitQueue"/> on the device side,
-/// one-descriptor chains, used index published per request as the block device does at low load).
+/// one-descriptor chains, the used index published once per batch of up to 64 as our queue worker does).
 /// </summary>
 public static class HandoffMeter
 {
     public const int QueueSize = 256;
+    /// <summary>Requests the device side handles before publishing their completions (our queue worker's batch budget).</summary>
+    public const int Batch = 64;
 
     public static double MeasureSpsc(int driverCpu, int deviceCpu, TimeSpan duration)
     {
         using var rings = new SpscRingPair(QueueSize);
         return Measure(driverCpu, deviceCpu, duration,
-            device: () => rings.Serve(),
+            device: () => rings.Serve(Batch),
             driver: () =>
             {
                 ulong id = 0;
@@ -44,7 +46,8 @@ public static class HandoffMeter
             device: () =>
             {
                 int n = 0;
-                while (deviceRing.TryPop(chain)) { deviceRing.Push(chain, 0); n++; }
+                while (n < Batch && deviceRing.TryPop(chain)) { deviceRing.AddUsed(chain, 0); n++; }
+                deviceRing.FlushUsed();
                 return n;
             },
             driver: () => (() =>

@@ -64,23 +64,26 @@ public sealed unsafe class SpscRingPair : IDisposable
         return n;
     }
 
-    /// <summary>Device side: moves every waiting request to the completion ring, one by one. Returns how many.</summary>
-    public int Serve()
+    /// <summary>
+    /// Device side: moves up to <paramref name="budget"/> waiting requests to the completion ring and
+    /// publishes them with one index write, as our queue worker flushes the used index once per batch.
+    /// </summary>
+    public int Serve(int budget)
     {
         ulong tail = *_requestTail;
         ulong head = Volatile.Read(ref *_requestHead);
         ulong outHead = *_completionHead;
         int n = 0;
-        while (tail != head)
+        while (tail != head && n < budget)
         {
-            uint id = _requests[tail & (ulong)(_size - 1)];
+            _completions[outHead & (ulong)(_size - 1)] = _requests[tail & (ulong)(_size - 1)];
             tail++;
-            Volatile.Write(ref *_requestTail, tail);
-            _completions[outHead & (ulong)(_size - 1)] = id;
             outHead++;
-            Volatile.Write(ref *_completionHead, outHead);
             n++;
         }
+        if (n == 0) return 0;
+        Volatile.Write(ref *_requestTail, tail);
+        Volatile.Write(ref *_completionHead, outHead);
         return n;
     }
 

@@ -31,6 +31,17 @@ public sealed record SharpVhostCommand(string Program, IReadOnlyList<string> Lea
 
     public IEnumerable<string> Args(params string[] args) => LeadingArgs.Concat(args);
 
-    /// <summary>Whether our CLI has the subcommand <paramref name="name"/> (asks its --help).</summary>
-    public bool HasCommand(string name) => Tools.Run(Program, [.. LeadingArgs, name, "--help"]) is not null;
+    /// <summary>Whether our CLI has the subcommand <paramref name="name"/> (listed under "Commands:" in its --help).</summary>
+    public bool HasCommand(string name)
+    {
+        string? help = Tools.Run(Program, [.. LeadingArgs, "--help"]);
+        if (help is null) return false;
+        bool inCommands = false;
+        foreach (var line in help.Split('\n'))
+        {
+            if (line.TrimEnd() == "Commands:") { inCommands = true; continue; }
+            if (inCommands && line.Split(' ', StringSplitOptions.RemoveEmptyEntries) is [var first, ..] && line.StartsWith("  ") && first == name) return true;
+        }
+        return false;
+    }
 }

@@ -46,6 +46,7 @@ internal static class BenchCommand
 
     private static void Print(BenchReport report)
     {
+        if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = 200; // a log or a pipe: do not wrap the table at 80 columns
         var m = report.Machine;
         AnsiConsole.MarkupLine($"[bold]SharpVhost bench[/] {report.StartedUtc:yyyy-MM-dd HH:mm} UTC{(report.Quick ? " (quick)" : "")}: " +
             Markup.Escape($"{m.CpuModel}, {m.Cpus} CPUs ({m.Hypervisor}), kernel {m.Kernel}, {m.Runtime}; load average at start {m.LoadAverage}"));
