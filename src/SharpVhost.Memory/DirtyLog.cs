@@ -30,6 +30,10 @@ public sealed unsafe class DirtyLog : IDisposable
     public void Mark(ulong gpa, ulong length)
     {
         if (length == 0) return;
+        // The caller's writes to those pages must be visible before we look at the bits: SetBit skips
+        // bits it reads as set, and a store still in the store buffer behind that load could land after
+        // the frontend cleared the bit and copied the page (a lost dirty page).
+        Interlocked.MemoryBarrier();
         ulong first = gpa >> PageShift;
         ulong last = (gpa + length - 1) >> PageShift;
         if (last < first) last = ulong.MaxValue >> PageShift; // wrapped: mark to the end

@@ -9,7 +9,40 @@ namespace SharpVhost.Virtio;
 /// </summary>
 public sealed unsafe class CheckedRingAccessor : RingAccessor
 {
-    protected override bool OnBind() => true;
+    /// <summary>Why the last bind failed (which area is not guest memory), or null.</summary>
+    internal string? BindError { get; private set; }
+
+    /// <summary>
+    /// Each area must be guest memory from its first to its last byte (it may span adjacent regions),
+    /// and the used ring writable: the vq_access_ok analogue, so a ring that is only partly inside
+    /// guest memory is refused at once rather than when the driver first reaches the bad slot.
+    /// </summary>
+    protected override bool OnBind()
+    {
+        int n = QueueSize;
+        BindError = !Covered(Rings.Descriptors, SplitRingLayout.DescriptorTableSize(n), false) ? Describe("descriptor table", Rings.Descriptors, SplitRingLayout.DescriptorTableSize(n), false)
+            : !Covered(Rings.Avail, SplitRingLayout.AvailSize(n), false) ? Describe("avail ring", Rings.Avail, SplitRingLayout.AvailSize(n), false)
+            : !Covered(Rings.Used, SplitRingLayout.UsedSize(n), true) ? Describe("used ring", Rings.Used, SplitRingLayout.UsedSize(n), true)
+            : null;
+        return BindError is null;
+    }
+
+    private static string Describe(string area, ulong uva, ulong size, bool write)
+        => $"{area} [{uva:x}, +{size:x}) is not {(write ? "writable " : "")}guest memory";
+
+    private bool Covered(ulong uva, ulong length, bool write)
+    {
+        if (uva + length < uva) return false;
+        while (length > 0)
+        {
+            var region = Memory.FindByFrontend(uva);
+            if (region is null || (write && !region.Writable)) return false;
+            ulong n = Math.Min(length, region.Size - (uva - region.FrontendVirtualAddress));
+            uva += n;
+            length -= n;
+        }
+        return true;
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private byte* At(string area, ulong areaBase, ulong offset, ulong size, bool write)
@@ -40,8 +73,9 @@ public sealed unsafe class CheckedRingAccessor : RingAccessor
 
     public override void PublishUsedIndex(ushort index)
     {
-        LogUsedWrite(SplitRingLayout.UsedIdxOffset, 2);
         Volatile.Write(ref *(ushort*)At("used ring", Rings.Used, SplitRingLayout.UsedIdxOffset, 2, true), index);
+        // logged after the write: see DirectRingAccessor.PublishUsedIndex
+        LogUsedWrite(SplitRingLayout.UsedIdxOffset, 2);
     }
 
     public override void WriteUsedFlags(ushort flags)

@@ -46,8 +46,10 @@ public sealed unsafe class DirectRingAccessor : RingAccessor
 
     public override void PublishUsedIndex(ushort index)
     {
-        LogUsedWrite(SplitRingLayout.UsedIdxOffset, 2);
+        // Log after the write, like every other log: a frontend that clears the bit between a log and
+        // its write would copy the page before the write and never see it dirty again.
         Volatile.Write(ref *(ushort*)(_used + SplitRingLayout.UsedIdxOffset), index);
+        LogUsedWrite(SplitRingLayout.UsedIdxOffset, 2);
     }
 
     public override void WriteUsedFlags(ushort flags)

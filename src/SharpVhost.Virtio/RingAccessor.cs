@@ -32,7 +32,10 @@ public abstract class RingAccessor
     public abstract ushort ReadUsedIndex();
     public abstract VirtqDescriptor ReadDescriptor(int index);
     public abstract void WriteUsedElement(int slot, uint id, uint length);
-    /// <summary>Publishes the used index with release semantics, after logging everything before it.</summary>
+    /// <summary>
+    /// Publishes the used index with release semantics. Everything it exposes was logged before; the
+    /// index itself is logged right after it is written (a log bit must never precede its write).
+    /// </summary>
     public abstract void PublishUsedIndex(ushort index);
     public abstract void WriteUsedFlags(ushort flags);
     public abstract void WriteAvailEvent(ushort index);

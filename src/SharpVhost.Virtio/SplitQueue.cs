@@ -30,6 +30,8 @@ public sealed unsafe class SplitQueue : IDeviceQueue
     private ushort _signalledUsed;
     private bool _signalledValid;
     private bool _usedIndexKnown;
+    private ushort[] _resubmit = [];  // heads to process again after a reconnect, oldest first
+    private int _resubmitNext;
     private int _pendingInterrupt;
 
     public SplitQueue(int index, MetadataAccess access = MetadataAccess.Direct)
@@ -96,6 +98,9 @@ public sealed unsafe class SplitQueue : IDeviceQueue
         _signalledValid = false;
         _boundGeneration = -1;
         _memory = GuestMemory.Empty;
+        _resubmit = [];
+        _resubmitNext = 0;
+        Inflight = null;
         _configVersion++;
     }
 
@@ -136,7 +141,7 @@ public sealed unsafe class SplitQueue : IDeviceQueue
         else
         {
             if (Access == MetadataAccess.Direct) Counters.DirectFallbacks++;
-            _checked.Bind(memory, Rings, Size);
+            if (!_checked.Bind(memory, Rings, Size)) throw new VirtqueueException(_checked.BindError!);
             _accessor = _checked;
             Counters.CheckedBinds++;
         }
@@ -144,8 +149,25 @@ public sealed unsafe class SplitQueue : IDeviceQueue
         {
             _usedIndex = _publishedUsed = _accessor.ReadUsedIndex();
             _usedIndexKnown = true;
+            if (Inflight is { } inflight)
+            {
+                // Every chain ever popped is either used or still in flight, so the next avail entry
+                // follows them all, whatever base the frontend restored.
+                _resubmit = inflight.Recover(_usedIndex, out int inFlight);
+                _resubmitNext = 0;
+                _lastAvail = _cachedAvailIdx = (ushort)(_usedIndex + inFlight);
+            }
         }
     }
+
+    /// <summary>
+    /// Where in-flight requests are recorded for crash recovery (INFLIGHT_SHMFD), or null. Set on the
+    /// control path before the queue starts; recovery runs at the first bind after <see cref="SetBase"/>.
+    /// </summary>
+    public SplitInflightTracker? Inflight { get; set; }
+
+    /// <summary>Requests resubmitted from the inflight region since the queue started (for tests and logs).</summary>
+    public int Resubmitted => _resubmitNext;
 
     /// <summary>Marks the queue broken (e.g. a device-level protocol error) so it stops until reset.</summary>
     public void MarkBroken(string reason)
@@ -163,6 +185,13 @@ public sealed unsafe class SplitQueue : IDeviceQueue
         if (IsBroken) return false;
         try
         {
+            if (_resubmitNext < _resubmit.Length)
+            {
+                ReadChain(_resubmit[_resubmitNext++], chain);
+                Counters.Requests++;
+                Counters.ReadableBytes += chain.ReadableBytes;
+                return true;
+            }
             if (_lastAvail == _cachedAvailIdx)
             {
                 ushort availIdx = _accessor.ReadAvailIndex(); // acquire: entries are read after the index
@@ -174,6 +203,7 @@ public sealed unsafe class SplitQueue : IDeviceQueue
             ushort head = _accessor.ReadAvailEntry(_lastAvail & (Size - 1));
             if (head >= Size) throw new VirtqueueException($"avail entry names descriptor {head}, queue size is {Size}");
             ReadChain(head, chain);
+            Inflight?.OnPopped(head);
             _lastAvail++;
             Counters.Requests++;
             Counters.ReadableBytes += chain.ReadableBytes;
@@ -198,7 +228,7 @@ public sealed unsafe class SplitQueue : IDeviceQueue
             chain.DescriptorCount++;
             if (d.IsIndirect)
             {
-                if (chain.Count != 0 || d.HasNext) throw new VirtqueueException($"indirect descriptor {index} is not alone in its chain");
+                if (chain.DescriptorCount != 1 || d.HasNext) throw new VirtqueueException($"indirect descriptor {index} is not alone in its chain");
                 ReadIndirect(d, chain, budget + 1);
                 return;
             }
@@ -216,6 +246,8 @@ public sealed unsafe class SplitQueue : IDeviceQueue
         int count = (int)(table.Length / SplitRingLayout.DescriptorSize);
         if (count > maxEntries) throw new VirtqueueException($"indirect table has {count} entries, more than the queue size {Size}");
         bool direct = _memory.TryTranslate(table.Address, table.Length, false, out nint tableHost);
+        if (!direct && !IsGuestRange(table.Address, table.Length)) // the whole table, not just the entries we follow
+            throw new VirtqueueException($"indirect table [{table.Address:x}, +{table.Length}) is not guest memory");
         int index = 0;
         for (int seen = 0; ; seen++)
         {
@@ -229,6 +261,20 @@ public sealed unsafe class SplitQueue : IDeviceQueue
             index = d.Next;
             if (index >= count) throw new VirtqueueException($"indirect NEXT link {d.Next} is outside its table of {count}");
         }
+    }
+
+    private bool IsGuestRange(ulong gpa, ulong length)
+    {
+        if (gpa + length < gpa) return false;
+        while (length > 0)
+        {
+            var region = _memory.FindByGuest(gpa);
+            if (region is null) return false;
+            ulong n = Math.Min(length, region.Size - (gpa - region.GuestPhysicalAddress));
+            gpa += n;
+            length -= n;
+        }
+        return true;
     }
 
     private VirtqDescriptor ReadChecked(ulong gpa)
@@ -282,6 +328,7 @@ public sealed unsafe class SplitQueue : IDeviceQueue
         try
         {
             _accessor.WriteUsedElement(_usedIndex & (Size - 1), id, written);
+            Inflight?.OnUsed(id);
             _usedIndex++;
         }
         catch (VirtqueueException e) { MarkBroken(e.Message); }
@@ -294,6 +341,7 @@ public sealed unsafe class SplitQueue : IDeviceQueue
         try
         {
             _accessor.PublishUsedIndex(_usedIndex);
+            Inflight?.OnPublished(_usedIndex);
             _publishedUsed = _usedIndex;
             _pendingInterrupt = 1;
         }
