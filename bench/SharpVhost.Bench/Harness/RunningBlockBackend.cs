@@ -32,6 +32,8 @@ public sealed class RunningBlockBackend : IDisposable
                 QueueDepth = depth,
                 QueueSize = Math.Max(128, (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)depth * 4)),
                 BufferBytes = (ulong)depth * (ulong)bufferSize + (1 << 20),
+                // The load loops never block in a continuation: run them on the completion thread (no thread-pool hop).
+                InlineCompletions = true,
             });
             try
             {
