@@ -1,17 +1,21 @@
+using System.Globalization;
 using ScottPlot;
 
 namespace SharpVhost.Bench.Report;
 
 /// <summary>
-/// The chart for docs/benchmarks.md: one horizontal bar per measured line showing ours/peer, green when
-/// it meets its target, red when it falls short, grey without a target; a black mark at each target.
+/// The chart for docs/benchmarks.md: one horizontal bar per measured line showing ours/peer on a log2
+/// scale (right of 1x: ours is larger), green when it meets its target, red when it falls short, grey
+/// without a target; a black mark at each target. Ratios beyond 64x either way are drawn at the edge.
 /// </summary>
 public static class BenchChart
 {
+    private const double Limit = 6; // log2: 1/64x .. 64x
+
     public static void Write(BenchReport report, string path)
     {
         var rows = report.Comparisons.SelectMany(c => c.Rows.Select(r => (Comparison: c.Name, Row: r)))
-            .Where(x => !double.IsNaN(x.Row.Ratio)).ToList();
+            .Where(x => double.IsFinite(x.Row.Ratio) && x.Row.Ratio > 0).ToList();
         var plot = new Plot();
         var bars = new List<Bar>();
         var ticks = new List<Tick>();
@@ -21,16 +25,22 @@ public static class BenchChart
         {
             var (comparison, row) = rows[i];
             double position = rows.Count - 1 - i; // first row at the top
+            double value = Math.Clamp(Math.Log2(row.Ratio), -Limit, Limit);
             var color = row.MeetsTarget switch { true => Colors.SeaGreen, false => Colors.IndianRed, null => Colors.Gray };
-            bars.Add(new Bar { Position = position, Value = row.Ratio, FillColor = color, LineWidth = 0, Orientation = Orientation.Horizontal });
+            bars.Add(new Bar
+            {
+                Position = position, Value = value, ValueBase = 0, FillColor = color, LineWidth = 0, Orientation = Orientation.Horizontal,
+                Label = row.Ratio.ToString(row.Ratio >= 10 ? "0" : "0.00", CultureInfo.InvariantCulture) + "x",
+            });
             ticks.Add(new Tick(position, $"{comparison}: {row.Case}, {row.Metric}"));
             if (row.Target is { } t)
             {
-                targetX.Add(t);
+                targetX.Add(Math.Log2(t));
                 targetY.Add(position);
             }
         }
-        plot.Add.Bars(bars);
+        var barPlot = plot.Add.Bars(bars);
+        barPlot.ValueLabelStyle.FontSize = 11;
         if (targetX.Count > 0)
         {
             var marks = plot.Add.ScatterPoints(targetX.ToArray(), targetY.ToArray());
@@ -40,16 +50,17 @@ public static class BenchChart
             marks.Color = Colors.Black;
             marks.LegendText = "target";
         }
-        var one = plot.Add.VerticalLine(1.0);
-        one.Color = Colors.Black.WithAlpha(0.4);
-        one.LinePattern = LinePattern.Dashed;
+        var one = plot.Add.VerticalLine(0);
+        one.Color = Colors.Black.WithAlpha(0.5);
         plot.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericManual(ticks.ToArray());
         plot.Axes.Left.MajorTickStyle.Length = 0;
-        plot.Axes.Bottom.Label.Text = "ours / peer (higher is better for rates, lower for latency, time and memory)";
+        var xTicks = Enumerable.Range((int)-Limit, 2 * (int)Limit + 1)
+            .Select(e => new Tick(e, e >= 0 ? $"{1 << e}x" : $"1/{1 << -e}x")).ToArray();
+        plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(xTicks);
+        plot.Axes.Bottom.Label.Text = "ours / peer, log scale (rates: right is better; latency, time, memory: left is better)";
         plot.Axes.Title.Label.Text = $"SharpVhost vs peers, {report.StartedUtc:yyyy-MM-dd HH:mm} UTC, {report.Machine.CpuModel}, {report.Machine.Cpus} CPUs";
-        plot.Axes.SetLimitsX(0, Math.Max(2.0, rows.Select(r => Math.Max(r.Row.Ratio, r.Row.Target ?? 0)).DefaultIfEmpty(1).Max() * 1.1));
+        plot.Axes.SetLimitsX(-Limit - 0.5, Limit + 0.5);
         plot.Axes.SetLimitsY(-1, rows.Count);
-        plot.Axes.Margins(left: 0);
-        plot.SavePng(path, 1200, 120 + 24 * Math.Max(1, rows.Count));
+        plot.SavePng(path, 1300, 140 + 24 * Math.Max(1, rows.Count));
     }
 }
