@@ -39,6 +39,22 @@ public sealed class MetadataAccessComparison : IComparison
                 }
             }
         }
+        // Busy-polling backends: no kicks, so the ring work itself is a larger share of the cost. A polling
+        // backend spins whenever a frontend is connected, so each measurement starts its own backend.
+        var busyLoad = new BlockLoadSpec(BlockOperation.RandomRead, 4096, 32, bytes, context.Options.Warmup * 2, context.Options.Measure);
+        for (int rep = 0; rep < context.Repetitions; rep++)
+        {
+            BlockLoadResult? o = null, p = null;
+            foreach (bool directTurn in BenchContext.OursFirst(rep) ? new[] { true, false } : [false, true])
+            {
+                var spec = BlockBackendSpec.Ours(context.Self, context.SocketPath("blk-poll"), BlockStorageKind.Null, bytes, directTurn ? "direct" : "checked", busyPoll: true);
+                using var backend = RunningBlockBackend.Start(spec, context.Cpus.BackendCpu, 32, 4096);
+                var r = backend.Run(busyLoad);
+                if (directTurn) o = r; else p = r;
+            }
+            context.Log($"  block null busy-poll {busyLoad.Label}: direct {o!.Iops:N0} IOPS, checked {p!.Iops:N0} IOPS");
+            rows.Add($"block null busy-poll {busyLoad.Label}", "IOPS", "IOPS", Better.Higher, Target, o.Iops, p.Iops);
+        }
         if (NetComparisons.Unavailable(context) is { } why)
             result.Unavailable.Add(new UnavailableRow("net sink, 64 B txonly", why));
         else

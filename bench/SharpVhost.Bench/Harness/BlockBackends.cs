@@ -15,12 +15,12 @@ public sealed record BlockBackendSpec(string Name, string Program, IReadOnlyList
     public PeerProcess Start(int cpu) => PeerProcess.Start(Name, cpu, Program, Args);
 
     /// <summary><c>sharpvhost blk</c> with the given storage and metadata accessor.</summary>
-    public static BlockBackendSpec Ours(SharpVhostCommand self, string socket, BlockStorageKind storage, long bytes, string metadata = "direct")
+    public static BlockBackendSpec Ours(SharpVhostCommand self, string socket, BlockStorageKind storage, long bytes, string metadata = "direct", bool busyPoll = false)
     {
         string size = $"{bytes >> 20}M";
         string[] storageArgs = storage == BlockStorageKind.Null ? ["--null", size] : ["--ram", size];
-        return new BlockBackendSpec($"sharpvhost blk ({metadata})", self.Program,
-            [.. self.Args("blk", "--socket-path", socket, "--metadata", metadata), .. storageArgs], socket);
+        return new BlockBackendSpec($"sharpvhost blk ({metadata}{(busyPoll ? ", busy-poll" : "")})", self.Program,
+            [.. self.Args("blk", "--socket-path", socket, "--metadata", metadata), .. storageArgs, .. (busyPoll ? new[] { "--busy-poll" } : [])], socket);
     }
 
     /// <summary>
