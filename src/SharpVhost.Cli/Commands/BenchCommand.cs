@@ -18,11 +18,12 @@ internal static class BenchCommand
         var json = new Option<string?>("--json") { Description = "Write the full report (every sample, the machine, the peers' versions) as JSON" };
         var only = new Option<string?>("--only") { Description = "Run only the comparisons whose name contains this: " + string.Join(", ", BenchRunner.All.Select(c => c.Name)) };
         var chart = new Option<string?>("--chart") { Description = "Write a PNG chart of the ratios against their targets" };
+        var markdown = new Option<string?>("--markdown") { Description = "Write the table as Markdown (for docs/benchmarks.md)" };
         var repetitions = new Option<int?>("--repetitions") { Description = "Repetitions per comparison (default 5, 1 with --quick)" };
         var seconds = new Option<double?>("--seconds") { Description = "Seconds per measurement (default 1, 0.2 with --quick)" };
         var command = new Command("bench", "Benchmark SharpVhost side by side with qemu-storage-daemon, DPDK testpmd and the hardware floor")
         {
-            quick, json, only, chart, repetitions, seconds,
+            quick, json, only, chart, markdown, repetitions, seconds,
         };
         command.SetAction(parse =>
         {
@@ -38,6 +39,7 @@ internal static class BenchCommand
             var report = BenchRunner.Run(options, SharpVhostCommand.FromCurrentProcess(), message => Console.Error.WriteLine(message));
             Print(report);
             if (parse.GetValue(json) is { } jsonPath) { BenchJson.Write(report, jsonPath); AnsiConsole.MarkupLine($"report written to [blue]{Markup.Escape(jsonPath)}[/]"); }
+            if (parse.GetValue(markdown) is { } mdPath) { File.WriteAllText(mdPath, BenchMarkdown.Write(report)); AnsiConsole.MarkupLine($"table written to [blue]{Markup.Escape(mdPath)}[/]"); }
             if (parse.GetValue(chart) is { } chartPath) { BenchChart.Write(report, chartPath); AnsiConsole.MarkupLine($"chart written to [blue]{Markup.Escape(chartPath)}[/]"); }
             return report.Comparisons.Any(c => c.Error is not null) ? 1 : 0;
         });
