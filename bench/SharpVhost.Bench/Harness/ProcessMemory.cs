@@ -7,7 +7,8 @@ public static class ProcessMemory
 {
     /// <summary>
     /// Resident kilobytes of <paramref name="pid"/>, not counting mappings of memfds (the guest memory a
-    /// frontend shares: it is the frontend's memory, whoever touches it). Null if the process is gone.
+    /// frontend shares: it is the frontend's memory, whoever touches it) other than the .NET runtime's
+    /// own. Null if the process is gone.
     /// </summary>
     public static long? ResidentExcludingGuestKiB(int pid)
     {
@@ -20,7 +21,8 @@ public static class ProcessMemory
         {
             if (IsMappingHeader(line))
             {
-                guest = line.Contains("/memfd:", StringComparison.Ordinal);
+                // The .NET runtime's W^X "doublemapper" is a memfd too, but it holds JIT code: count it.
+                guest = line.Contains("/memfd:", StringComparison.Ordinal) && !line.Contains("/memfd:doublemapper", StringComparison.Ordinal);
                 continue;
             }
             if (!guest && line.StartsWith("Rss:", StringComparison.Ordinal))
