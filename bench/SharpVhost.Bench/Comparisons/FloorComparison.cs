@@ -44,6 +44,26 @@ public sealed class FloorComparison : IComparison
         }
         handoff.AddTo(result);
 
+        // Queue depth 1 with notifications: our null disk's median latency against two bare eventfd wake-ups.
+        var wakeups = new RowBuilder("eventfd ping-pong");
+        {
+            var nullSpec = BlockBackendSpec.Ours(context.Self, context.SocketPath("null"), BlockStorageKind.Null, 1L << 30);
+            using var nullDisk = RunningBlockBackend.Start(nullSpec, cpus.BackendCpu, 1, 4096);
+            var qd1 = new BlockLoadSpec(BlockOperation.RandomRead, 4096, 1, 1L << 30, context.Options.Warmup, duration);
+            for (int rep = 0; rep < context.Repetitions; rep++)
+            {
+                double? ours = null, floor = null;
+                foreach (bool oursTurn in BenchContext.OursFirst(rep) ? new[] { true, false } : [false, true])
+                {
+                    if (oursTurn) ours = nullDisk.Run(qd1).P50Microseconds;
+                    else floor = WakeupMeter.MedianRoundTripMicroseconds(cpus.FrontendCpu, cpus.BackendCpu, duration);
+                }
+                context.Log($"  QD1 p50: null disk {ours:F1} us, eventfd round trip {floor:F1} us");
+                wakeups.Add($"null {qd1.Label} vs two eventfd wake-ups", "p50 latency", "us", Better.Lower, null, ours, floor);
+            }
+        }
+        wakeups.AddTo(result);
+
         long diskBytes = (context.Quick ? 64L : 256L) << 20;
         var copy = new RowBuilder("memcpy 1 MiB");
         var spec = BlockBackendSpec.Ours(context.Self, context.SocketPath("ram"), BlockStorageKind.Ram, diskBytes);
