@@ -94,6 +94,7 @@ public sealed unsafe class SplitQueue : IDeviceQueue
     {
         BrokenReason = null;
         _lastAvail = _cachedAvailIdx = _usedIndex = _publishedUsed = 0;
+        _pendingInterrupt = 0;
         _usedIndexKnown = false;
         _signalledValid = false;
         _boundGeneration = -1;
@@ -283,13 +284,16 @@ public sealed unsafe class SplitQueue : IDeviceQueue
         catch (GuestMemoryException e) { throw new VirtqueueException("indirect table: " + e.Message); }
     }
 
-    /// <summary>Translates one descriptor, splitting it where it crosses from one region into an adjacent one.</summary>
+    /// <summary>Segments are handed out as spans, so none may be longer than a span (descriptors may be up to 4 GiB - 1).</summary>
+    private const ulong MaxSegment = 1UL << 30;
+
+    /// <summary>Translates one descriptor, splitting it where it crosses from one region into an adjacent one, or exceeds <see cref="MaxSegment"/>.</summary>
     private void AddSegments(in VirtqDescriptor d, DescriptorChain chain)
     {
         if (d.Length == 0) return;
         if (d.Address + d.Length < d.Address) throw new VirtqueueException($"descriptor address {d.Address:x} + length {d.Length} overflows");
         bool write = d.IsDeviceWritable;
-        if (_memory.TryTranslate(d.Address, d.Length, write, out nint host))
+        if (d.Length <= MaxSegment && _memory.TryTranslate(d.Address, d.Length, write, out nint host))
         {
             chain.Add(new BufferSegment(d.Address, d.Length, write, host));
             return;
@@ -302,7 +306,7 @@ public sealed unsafe class SplitQueue : IDeviceQueue
             if (region is null || (write && !region.Writable))
                 throw new VirtqueueException($"buffer [{d.Address:x}, +{d.Length}) is not {(write ? "writable " : "")}guest memory");
             ulong offset = address - region.GuestPhysicalAddress;
-            ulong n = Math.Min(remaining, region.Size - offset);
+            ulong n = Math.Min(Math.Min(remaining, region.Size - offset), MaxSegment);
             chain.Add(new BufferSegment(address, (uint)n, write, region.HostAddress + (nint)offset));
             address += n;
             remaining -= n;
