@@ -11,7 +11,6 @@ ls /boot/vmlinuz-* >/dev/null 2>&1 || need+=(linux-image-amd64)
 [[ -x /bin/busybox ]] || need+=(busybox-static)
 command -v spin >/dev/null || need+=(spin)
 command -v cpio >/dev/null || need+=(cpio)
-command -v dpdk-testpmd >/dev/null || need+=(dpdk)
 command -v gcc >/dev/null || need+=(gcc)
 # Guest initramfs (scripts/guest/build-initramfs.sh): compressed kernel modules, if any.
 command -v gzip >/dev/null || need+=(gzip)
