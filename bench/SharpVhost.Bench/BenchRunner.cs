@@ -15,6 +15,7 @@ public static class BenchRunner
     public static IReadOnlyList<IComparison> All { get; } =
     [
         new MetadataAccessComparison(),
+        new RingMicroComparison(),
         new NetComparisons.NetReceive(),
         new NetComparisons.NetTransmit(),
         new BlockComparison(),

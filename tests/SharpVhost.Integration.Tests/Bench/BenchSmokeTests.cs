@@ -18,7 +18,7 @@ public sealed class BenchCollection
 [Collection(BenchCollection.Name)]
 public sealed class BenchSmokeTests(ITestOutputHelper output)
 {
-    private static readonly string[] MustMeasure = ["metadata", "block", "floor", "footprint"];
+    private static readonly string[] MustMeasure = ["metadata", "ring", "block", "floor", "footprint"];
 
     [Fact]
     public async Task Quick_run_produces_numbers_for_every_comparison()
