@@ -20,7 +20,11 @@ public static class BenchRunner
         new NetComparisons.NetTransmit(),
         new BlockComparison(),
         new FloorComparison(),
+#if HAS_NET_CLIENT
+        new NetFrontendComparison(),
+#else
         new NetComparisons.NetFrontend(),
+#endif
         new FootprintComparison(),
     ];
 
