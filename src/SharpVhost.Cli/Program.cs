@@ -5,6 +5,7 @@ var root = new RootCommand("SharpVhost: vhost-user virtio backends, a frontend l
 {
     DemoCommand.Create(),
     BlkCommand.Create(),
+    MmCheckCommand.Create(),
     BenchCommand.Create(),
 };
 return root.Parse(args).Invoke();
