@@ -15,6 +15,7 @@ public static class HandoffMeter
     public const int QueueSize = 256;
     /// <summary>Requests the device side handles before publishing their completions (our queue worker's batch budget).</summary>
     public const int Batch = 64;
+    private const int MinHandoffs = 1000;
 
     public static double MeasureSpsc(int driverCpu, int deviceCpu, TimeSpan duration)
     {
@@ -89,7 +90,9 @@ public static class HandoffMeter
                 while (Stopwatch.GetTimestamp() < warmEnd) { post(); reap(); }
                 long start = Stopwatch.GetTimestamp(), end = start + (long)(duration.TotalSeconds * Stopwatch.Frequency);
                 long n = 0;
-                for (long now = start; now < end; now = Stopwatch.GetTimestamp())
+                // At least MinHandoffs, even if the other thread was kept off its CPU for the whole duration.
+                long giveUp = end + 30 * Stopwatch.Frequency;
+                for (long now = start; now < end || (n < MinHandoffs && now < giveUp); now = Stopwatch.GetTimestamp())
                     for (int i = 0; i < 64; i++) { post(); n += reap(); }
                 seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
                 completed = n;

@@ -26,8 +26,9 @@ public sealed record BlockLoadResult(long Requests, TimeSpan Elapsed, double P50
 
 /// <summary>
 /// Drives a <see cref="BlockClient"/> with <c>QueueDepth</c> concurrent request loops, like fio's
-/// io_depth: each loop issues its next request when the previous one completes. Requests completing
-/// during the warm-up are not counted; every counted request's latency is recorded.
+/// io_depth: each loop issues its next request when the previous one completes. Requests issued
+/// during the warm-up are not counted; every counted request's latency is recorded, and the rate is
+/// counted requests over the time from the end of the warm-up to the last one's completion.
 /// </summary>
 public static class BlockLoad
 {
@@ -35,32 +36,55 @@ public static class BlockLoad
     public static SharedBuffer[] AllocateBuffers(BlockClient client, int depth, int blockSize)
         => Enumerable.Range(0, depth).Select(_ => client.AllocateBuffer(blockSize)).ToArray();
 
+    /// <summary>A measurement counts at least this many requests, running past its duration if it must (a stalled machine).</summary>
+    public const int MinRequests = 16;
+
     public static BlockLoadResult Run(BlockClient client, SharedBuffer[] buffers, BlockLoadSpec spec)
     {
         if (buffers.Length < spec.QueueDepth) throw new ArgumentException("one buffer per request in flight");
         long blocks = Math.Min(spec.SpanBytes, client.Capacity) / spec.BlockSize;
         if (blocks < 1) throw new ArgumentException("the disk is smaller than one request");
         long start = Stopwatch.GetTimestamp();
-        long measureFrom = start + Ticks(spec.Warmup);
-        long end = measureFrom + Ticks(spec.Duration);
+        var window = new Window(start + Ticks(spec.Warmup), start + Ticks(spec.Warmup) + Ticks(spec.Duration));
         var latencies = new List<long>[spec.QueueDepth];
         var loops = new Task[spec.QueueDepth];
         for (int w = 0; w < spec.QueueDepth; w++)
         {
             int worker = w;
             latencies[w] = new List<long>(1 << 14);
-            loops[w] = Task.Run(() => Loop(client, buffers[worker].Slice(0, spec.BlockSize), spec, blocks, worker, measureFrom, end, latencies[worker]));
+            loops[w] = Task.Run(() => Loop(client, buffers[worker].Slice(0, spec.BlockSize), spec, blocks, worker, window, latencies[worker]));
         }
-        Task.WaitAll(loops);
+        // A backend that stops answering must not hang the run: the caller disposes it, failing what is pending.
+        if (!Task.WaitAll(loops, spec.Warmup + spec.Duration + TimeSpan.FromSeconds(60)))
+            throw new TimeoutException($"{spec.Label}: requests did not complete within a minute of the measurement's end");
+        long elapsed = Math.Max(1, window.LastCompletion - window.MeasureFrom);
         var all = latencies.SelectMany(l => l).ToArray();
         Array.Sort(all);
         double toMicroseconds = 1e6 / Stopwatch.Frequency;
-        // Counted requests were issued and completed inside [measureFrom, end]: the window is the duration.
-        return new BlockLoadResult(all.Length, spec.Duration,
+        // Counted requests were issued after the warm-up; the window runs to the last of them completing.
+        return new BlockLoadResult(all.Length, TimeSpan.FromSeconds((double)elapsed / Stopwatch.Frequency),
             Stats.PercentileOfSorted(all, 50) * toMicroseconds, Stats.PercentileOfSorted(all, 99) * toMicroseconds, spec.BlockSize);
     }
 
-    private static async Task Loop(BlockClient client, SharedBuffer buffer, BlockLoadSpec spec, long blocks, int worker, long measureFrom, long end, List<long> latencies)
+    /// <summary>The measured window, shared by the loops: when counting starts, when issuing stops, what was counted.</summary>
+    private sealed class Window(long measureFrom, long end)
+    {
+        public long MeasureFrom { get; } = measureFrom;
+        public long End { get; } = end;
+        private long _counted, _lastCompletion;
+        public long LastCompletion => Interlocked.Read(ref _lastCompletion);
+
+        public bool Over(long now) => now >= End && Interlocked.Read(ref _counted) >= MinRequests;
+
+        public void Count(long done)
+        {
+            Interlocked.Increment(ref _counted);
+            long last;
+            while (done > (last = Interlocked.Read(ref _lastCompletion)) && Interlocked.CompareExchange(ref _lastCompletion, done, last) != last) { }
+        }
+    }
+
+    private static async Task Loop(BlockClient client, SharedBuffer buffer, BlockLoadSpec spec, long blocks, int worker, Window window, List<long> latencies)
     {
         var random = new Random(worker * 7919 + 17);
         long next = worker; // sequential loops interleave: loop w reads blocks w, w + depth, ...
@@ -69,11 +93,15 @@ public static class BlockLoad
             long block = spec.Operation == BlockOperation.SequentialRead ? next % blocks : random.NextInt64(blocks);
             next += spec.QueueDepth;
             long issued = Stopwatch.GetTimestamp();
-            if (issued >= end) return;
+            if (window.Over(issued)) return;
             if (spec.Operation == BlockOperation.RandomWrite) await client.WriteAsync(block * spec.BlockSize, buffer).ConfigureAwait(false);
             else await client.ReadAsync(block * spec.BlockSize, buffer).ConfigureAwait(false);
             long done = Stopwatch.GetTimestamp();
-            if (issued >= measureFrom && done <= end) latencies.Add(done - issued);
+            if (issued >= window.MeasureFrom)
+            {
+                latencies.Add(done - issued);
+                window.Count(done);
+            }
         }
     }
 
