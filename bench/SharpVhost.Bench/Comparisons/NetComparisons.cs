@@ -25,38 +25,44 @@ public static class NetComparisons
     public static int Repetitions(BenchContext c) => Math.Min(c.Repetitions, 3);
 
     /// <summary>
-    /// Runs a DPDK frontend in <paramref name="frontendMode"/> against two backends started once each,
-    /// alternating between them every repetition, and adds packets/s rows.
+    /// Runs a DPDK frontend in <paramref name="frontendMode"/> against backends started once each,
+    /// alternating between ours and the peer every repetition, and adds packets/s rows. With
+    /// <paramref name="startOursPolling"/>, our backend is also measured with busy-polling workers
+    /// (DPDK's backend always polls) against the same peer samples.
     /// </summary>
     internal static void Compare(BenchContext context, ComparisonResult result, RowBuilder rows, string @case, string frontendMode, bool receive,
-        Func<string, PeerProcess> startOurs, Func<string, PeerProcess> startPeer, double target)
+        Func<string, PeerProcess> startOurs, Func<string, PeerProcess> startPeer, double target, Func<string, PeerProcess>? startOursPolling = null)
     {
-        string oursSocket = context.SocketPath("ours-net"), peerSocket = context.SocketPath("peer-net");
+        string oursSocket = context.SocketPath("ours-net"), peerSocket = context.SocketPath("peer-net"), pollingSocket = context.SocketPath("ours-net-poll");
         using var ours = startOurs(oursSocket);
         using var peer = startPeer(peerSocket);
+        using var polling = startOursPolling?.Invoke(pollingSocket);
         ours.WaitForSocket(oursSocket, TimeSpan.FromSeconds(60));
         peer.WaitForSocket(peerSocket, TimeSpan.FromSeconds(60));
+        polling?.WaitForSocket(pollingSocket, TimeSpan.FromSeconds(60));
+        var contenders = new List<(string Role, PeerProcess Backend, string Socket)> { ("ours", ours, oursSocket) };
+        if (polling is not null) contenders.Add(("polling", polling, pollingSocket));
+        contenders.Add(("peer", peer, peerSocket));
         for (int rep = 0; rep < Repetitions(context); rep++)
         {
-            double? o = null, p = null;
-            foreach (bool oursTurn in BenchContext.OursFirst(rep) ? new[] { true, false } : [false, true])
+            var rates = new Dictionary<string, double>();
+            foreach (var (role, backend, socket) in BenchContext.OursFirst(rep) ? contenders : Enumerable.Reverse(contenders))
             {
-                var backend = oursTurn ? ours : peer;
                 if (backend.HasExited) throw new IOException($"{backend.Name} exited:\n{backend.Tail()}");
-                double rate = Testpmd.MeasureFrontend($"testpmd {frontendMode} frontend", oursTurn ? oursSocket : peerSocket, frontendMode,
+                rates[role] = Testpmd.MeasureFrontend($"testpmd {frontendMode} frontend", socket, frontendMode,
                     context.Cpus, receive, Warmup(context), Seconds(context));
-                if (oursTurn) o = rate; else p = rate;
             }
-            context.Log($"  {@case}: ours {o:N0} pps, peer {p:N0} pps");
-            rows.Add(@case, "packets/s", "pps", Better.Higher, target, o, p);
+            context.Log($"  {@case}: ours {rates["ours"]:N0} pps{(polling is null ? "" : $", ours busy-polling {rates["polling"]:N0} pps")}, peer {rates["peer"]:N0} pps");
+            rows.Add(@case, "packets/s", "pps", Better.Higher, target, rates["ours"], rates["peer"]);
+            if (polling is not null) rows.Add(@case + ", ours --busy-poll", "packets/s", "pps", Better.Higher, target, rates["polling"], rates["peer"]);
         }
     }
 
-    internal static PeerProcess StartOurNet(BenchContext context, string socket, string mode, string metadata = "direct")
+    internal static PeerProcess StartOurNet(BenchContext context, string socket, string mode, string metadata = "direct", bool busyPoll = false)
     {
         string[] modeArgs = mode == "source" ? ["--source", "--frame-size", "64"] : [$"--{mode}"];
-        return PeerProcess.Start($"sharpvhost net --{mode}", context.Cpus.BackendCpu, context.Self.Program,
-            [.. context.Self.Args("net", "--socket-path", socket, "--metadata", metadata), .. modeArgs]);
+        return PeerProcess.Start($"sharpvhost net --{mode}{(busyPoll ? " --busy-poll" : "")}", context.Cpus.BackendCpu, context.Self.Program,
+            [.. context.Self.Args("net", "--socket-path", socket, "--metadata", metadata), .. modeArgs, .. (busyPoll ? new[] { "--busy-poll" } : [])]);
     }
 
     /// <summary>DPDK's net_vhost backend, its forwarding lcore on the backend CPU (main lcore on the frontend CPU).</summary>
@@ -79,7 +85,8 @@ public static class NetComparisons
             result.Pinning = Pinning(context);
             var rows = new RowBuilder("testpmd net_vhost rxonly");
             Compare(context, result, rows, "64 B txonly -> backend", "txonly", receive: false,
-                s => StartOurNet(context, s, "sink"), s => StartDpdkBackend(context, s, "rxonly"), Target);
+                s => StartOurNet(context, s, "sink"), s => StartDpdkBackend(context, s, "rxonly"), Target,
+                s => StartOurNet(context, s, "sink", busyPoll: true));
             rows.AddTo(result);
         }
     }
@@ -96,7 +103,8 @@ public static class NetComparisons
             result.Pinning = Pinning(context);
             var rows = new RowBuilder("testpmd net_vhost txonly");
             Compare(context, result, rows, "backend -> 64 B rxonly", "rxonly", receive: true,
-                s => StartOurNet(context, s, "source"), s => StartDpdkBackend(context, s, "txonly"), Target);
+                s => StartOurNet(context, s, "source"), s => StartDpdkBackend(context, s, "txonly"), Target,
+                s => StartOurNet(context, s, "source", busyPoll: true));
             rows.AddTo(result);
         }
     }
