@@ -24,6 +24,13 @@ public sealed record BlockClientOptions
     public int QueueDepth { get; init; } = 32;
     /// <summary>Shared memory for the caller's data buffers.</summary>
     public ulong BufferBytes { get; init; } = 64 << 20;
+    /// <summary>
+    /// Run the continuations of completed requests directly on the queue's completion thread instead of
+    /// handing them to the thread pool: one thread wake-up less per completion (lower latency, fewer
+    /// context switches). Only for callers whose continuations never block: a continuation that waits
+    /// synchronously for another request would stall every completion of its queue.
+    /// </summary>
+    public bool InlineCompletions { get; init; }
     /// <summary>Ask for VIRTIO_F_RING_PACKED; the rings are packed if the backend offers it.</summary>
     public bool PackedRing { get; init; }
 }
@@ -64,7 +71,7 @@ public sealed class BlockClient : IDisposable
         _queues = new ClientQueue[queues];
         for (int i = 0; i < queues; i++)
             _queues[i] = new ClientQueue(session.StartQueue(i, options.QueueSize), Memory, Math.Min(options.QueueDepth, options.QueueSize),
-                VirtioFeatureBits.Has(session.Features, VirtioFeatureBits.RingIndirectDesc));
+                VirtioFeatureBits.Has(session.Features, VirtioFeatureBits.RingIndirectDesc), options.InlineCompletions);
     }
 
     public static BlockClient Connect(string socketPath, BlockClientOptions? options = null, ILogger? logger = null)
@@ -130,9 +137,12 @@ public sealed class BlockClient : IDisposable
 
         private readonly bool _indirect;
 
-        public ClientQueue(FrontendQueue queue, SharedMemory memory, int depth, bool indirect)
+        private readonly TaskCreationOptions _completionOptions;
+
+        public ClientQueue(FrontendQueue queue, SharedMemory memory, int depth, bool indirect, bool inlineCompletions)
         {
             _indirect = indirect;
+            _completionOptions = inlineCompletions ? TaskCreationOptions.None : TaskCreationOptions.RunContinuationsAsynchronously;
             // Without indirect tables a request takes up to four ring descriptors.
             if (!indirect) depth = Math.Max(1, Math.Min(depth, queue.Ring.Size / MaxDescriptorsPerRequest));
             _queue = queue;
@@ -154,7 +164,7 @@ public sealed class BlockClient : IDisposable
         private async Task SubmitCore(uint type, ulong sector, SharedBuffer data, bool deviceWrites, (ulong Sector, uint Count, uint Flags)? segment)
         {
             await _depth.WaitAsync().ConfigureAwait(false);
-            var completion = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            var completion = new TaskCompletionSource(_completionOptions);
             int slot;
             lock (_lock)
             {
@@ -202,53 +212,83 @@ public sealed class BlockClient : IDisposable
             {
                 if (EventFd.WaitAny(fds, 100) < 0) continue;
                 _queue.Call.TryConsume();
-                do { Reap(); } while (_queue.Ring.EnableInterrupts());
+                // _stopping is re-checked before touching the ring: an inline continuation may have disposed the client.
+                do { Reap(); } while (!_stopping && _queue.Ring.EnableInterrupts());
             }
         }
 
         private void Reap()
         {
-            while (true)
+            while (!_stopping)
             {
                 TaskCompletionSource completion;
                 byte status;
+                List<TaskCompletionSource>? broken = null;
+                string? error = null;
                 lock (_lock)
                 {
-                    ushort head;
+                    ushort head = 0;
+                    bool got = false;
                     try
                     {
-                        if (!_queue.Ring.TryGetUsed(out head, out _)) return;
+                        got = _queue.Ring.TryGetUsed(out head, out _);
                     }
                     catch (VirtqueueException e)
                     {
-                        FailAll(new IOException("backend broke the ring: " + e.Message));
-                        return;
+                        broken = TakeAllPending();
+                        error = "backend broke the ring: " + e.Message;
                     }
-                    int slot = _slotOfHead[head];
-                    completion = _pending[slot];
-                    _pending[slot] = null!;
-                    status = _memory.GetSpan(_slotBase + (ulong)(slot * SlotBytes) + 16, 1)[0];
-                    _freeSlots.Push(slot);
+                    if (!got)
+                    {
+                        completion = null!;
+                        status = 0;
+                    }
+                    else
+                    {
+                        int slot = _slotOfHead[head];
+                        completion = _pending[slot];
+                        _pending[slot] = null!;
+                        status = _memory.GetSpan(_slotBase + (ulong)(slot * SlotBytes) + 16, 1)[0];
+                        _freeSlots.Push(slot);
+                    }
                 }
+                // Requests are completed outside the lock: with inline completions their continuations run
+                // right here, and may submit again.
+                if (broken is not null)
+                {
+                    Fail(broken, new IOException(error));
+                    return;
+                }
+                if (completion is null) return;
                 if (status == VirtioBlk.StatusOk) completion.TrySetResult();
                 else completion.TrySetException(new IOException(status == VirtioBlk.StatusUnsupported ? "request not supported by the device" : $"device reported I/O error (status {status})"));
             }
         }
 
-        private void FailAll(Exception e)
+        /// <summary>Takes every pending request out of the table (under the lock); the caller fails them after releasing it.</summary>
+        private List<TaskCompletionSource> TakeAllPending()
         {
+            var taken = new List<TaskCompletionSource>();
             for (int i = 0; i < _pending.Length; i++)
             {
-                _pending[i]?.TrySetException(e);
+                if (_pending[i] is { } p) taken.Add(p);
                 _pending[i] = null!;
             }
+            return taken;
+        }
+
+        private static void Fail(List<TaskCompletionSource> requests, Exception e)
+        {
+            foreach (var r in requests) r.TrySetException(e);
         }
 
         public void Dispose()
         {
             _stopping = true;
-            _completer.Join();
-            lock (_lock) FailAll(new ObjectDisposedException(nameof(BlockClient)));
+            if (Thread.CurrentThread != _completer) _completer.Join(); // a continuation running inline on the completer may dispose
+            List<TaskCompletionSource> failed;
+            lock (_lock) failed = TakeAllPending();
+            Fail(failed, new ObjectDisposedException(nameof(BlockClient)));
         }
     }
 }
