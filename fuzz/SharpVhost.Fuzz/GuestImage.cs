@@ -46,14 +46,15 @@ public sealed unsafe class GuestImage : IDisposable
         High[high.Length..].Clear();
     }
 
-    /// <summary>A stable hash of all guest memory (to compare what two runs wrote).</summary>
-    public ulong Hash() => Fnv(Low, Fnv(High, 14695981039346656037));
-
-    public static ulong Fnv(ReadOnlySpan<byte> bytes, ulong hash)
+    /// <summary>Copies all guest memory into <paramref name="destination"/> (<see cref="Size"/> bytes).</summary>
+    public void CopyTo(Span<byte> destination)
     {
-        foreach (byte b in bytes) hash = (hash ^ b) * 1099511628211;
-        return hash;
+        Low.CopyTo(destination);
+        High.CopyTo(destination[RegionSize..]);
     }
+
+    /// <summary>Whether guest memory holds exactly <paramref name="bytes"/>.</summary>
+    public bool SameAs(ReadOnlySpan<byte> bytes) => Low.SequenceEqual(bytes[..RegionSize]) && High.SequenceEqual(bytes[RegionSize..]);
 
     /// <summary>
     /// Checks that a popped chain points only into this guest's memory, at the host address its
