@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and benchmarks use: QEMU with a Linux guest kernel,
-# busybox for the guest's initramfs, Spin for mmcheck's cross-check, DPDK for the net peers.
+# busybox for the guest's initramfs, Spin for mmcheck's cross-check, DPDK for the net peers, AFL++
+# for the bounded fuzz runs.
 # Idempotent: installs only what is missing, and runs `apt-get update` at most once.
 set -euo pipefail
 need=()
@@ -12,6 +13,7 @@ ls /boot/vmlinuz-* >/dev/null 2>&1 || need+=(linux-image-amd64)
 command -v spin >/dev/null || need+=(spin)
 command -v cpio >/dev/null || need+=(cpio)
 command -v gcc >/dev/null || need+=(gcc)
+command -v afl-fuzz >/dev/null || need+=(afl++)
 if ((${#need[@]})); then
   echo "install-deps: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
