@@ -4,6 +4,7 @@ using SharpVhost.Fuzz;
 // SharpVhost.Fuzz list
 // SharpVhost.Fuzz seeds <corpus-root>              writes every target's seeds to <corpus-root>/<target>/
 // SharpVhost.Fuzz <target> replay <file-or-dir>... runs inputs once each, in-process; exit 1 on a finding
+// SharpVhost.Fuzz record <socket> <file> <seconds> records a real front-end's messages as a session input
 // SharpVhost.Fuzz <target>                         the afl-fuzz persistent loop (also runs stdin once outside afl)
 if (args.Length == 0 || args[0] is "-h" or "--help")
 {
@@ -15,6 +16,8 @@ if (args[0] == "list")
     foreach (var t in FuzzTargets.All) Console.WriteLine($"{t.Name,-12} {t.Description}");
     return 0;
 }
+if (args[0] == "record" && args.Length > 3)
+    return TrafficRecorder.Run(args[1], args[2], int.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture));
 if (args[0] == "seeds")
 {
     string root = args.Length > 1 ? args[1] : "corpus";
@@ -22,8 +25,10 @@ if (args[0] == "seeds")
     {
         string dir = Path.Combine(root, t.Name);
         Directory.CreateDirectory(dir);
+        var names = new HashSet<string>();
         foreach (var (name, data) in t.Seeds())
         {
+            if (!names.Add(name)) throw new InvalidOperationException($"{t.Name} has two seeds named {name}");
             t.Run(data); // a seed that fails its own target is a bug in the seed or in the code
             File.WriteAllBytes(Path.Combine(dir, name), data);
         }

@@ -73,7 +73,7 @@ public static class SeedMessages
     /// <summary>What a front-end sends to stop and take down a running queue 0 and the device.</summary>
     public static IEnumerable<Request> Closing()
     {
-        yield return State("set-vring-enable", FrontEndRequest.SetVringEnable, 0, 0);
+        yield return State("disable-vring", FrontEndRequest.SetVringEnable, 0, 0);
         yield return State("get-vring-base", FrontEndRequest.GetVringBase, 0, 0);
         yield return U64("set-status", FrontEndRequest.SetStatus, 0);
         yield return new("reset-device", FrontEndRequest.ResetDevice, [], 0);
