@@ -5,9 +5,9 @@
 #   fuzz/run.sh list
 #   fuzz/run.sh seeds      (re)writes the programmatic seeds into fuzz/corpus/<target>/
 #
-# Builds fuzz/SharpVhost.Fuzz, instruments a private copy of the SharpVhost assemblies with
-# sharpfuzz (the local dotnet tool in fuzz/dotnet-tools.json), then runs afl-fuzz in persistent mode
-# on fuzz/corpus/<target>. Without a findings dir the run's output goes to a temporary folder that
+# Builds fuzz/SharpVhost.Fuzz, instruments a copy of the SharpVhost assemblies with sharpfuzz (the
+# local dotnet tool in fuzz/dotnet-tools.json; kept in fuzz/out/instrumented-<hash> per build),
+# then runs afl-fuzz in persistent mode on fuzz/corpus/<target>. Without a findings dir the run's output goes to a temporary folder that
 # is removed afterwards (crashing inputs are copied to fuzz/out/crashes/<target>/ first); with one,
 # afl-fuzz resumes there if it has been there before.
 # Prints "fuzz <target>: ..." with executions, crashes and hangs; exits 1 if afl-fuzz found a crash
@@ -45,17 +45,27 @@ main() {
   cleanup() { [[ -n ${FUZZ_KEEP_WORK:-} ]] || rm -rf "$work"; }
   trap cleanup EXIT
 
-  # Build and instrument under a lock: several runs may start at once, and each gets its own copy.
-  (
+  # Build, then instrument a copy of the build (once per distinct build: runs share it read-only),
+  # under a lock because several runs may start at once.
+  prepare() {
     flock 9
     cd "$here"
     dotnet tool restore >/dev/null
-    dotnet build "$project" -c Release -o "$build" --nologo -v q >"$work/build.log" 2>&1 || { cat "$work/build.log" >&2; exit 1; }
-    cp -r "$build" "$work/bin"
-  ) 9>"$out/.build.lock"
-  for assembly in "$work"/bin/SharpVhost.{Interop,Memory,Virtio,VhostUser,Devices}.dll; do
-    (cd "$here" && dotnet sharpfuzz "$assembly" >"$work/instrument.log" 2>&1) || { cat "$work/instrument.log" >&2; exit 1; }
-  done
+    dotnet build "$project" -c Release -o "$build" --nologo -v q >"$work/build.log" 2>&1 || { cat "$work/build.log" >&2; return 1; }
+    local stamp dir
+    stamp="$(cat "$build"/SharpVhost*.dll | md5sum | cut -c1-16)"
+    dir="$out/instrumented-$stamp"
+    if [[ ! -f $dir/.done ]]; then
+      rm -rf "$dir" && cp -r "$build" "$dir"
+      for assembly in "$dir"/SharpVhost.{Interop,Memory,Virtio,VhostUser,Devices}.dll; do
+        dotnet sharpfuzz "$assembly" >"$work/instrument.log" 2>&1 || { cat "$work/instrument.log" >&2; return 1; }
+      done
+      touch "$dir/.done"
+    fi
+    echo "$dir"
+  }
+  local instrumented
+  instrumented="$(prepare 9>"$out/.build.lock")" || exit 1
 
   resume=()
   if [[ -f $findings/default/fuzzer_stats ]]; then resume=(-i -); else resume=(-i "$corpus"); fi
@@ -63,10 +73,11 @@ main() {
 
   export AFL_SKIP_BIN_CHECK=1 AFL_NO_UI=1 AFL_NO_AFFINITY=1 AFL_SKIP_CPUFREQ=1 AFL_FAST_CAL=1
   export AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_FORKSRV_INIT_TMOUT=60000 AFL_AUTORESUME=1
-  # Persistent mode: one .NET process runs inputs back to back; -t is per input (a hang is a finding).
+  # Persistent mode: one .NET process runs inputs back to back; -t is per input (a hang is a finding;
+  # "+": a seed that is slow in the dry run, while the JIT warms up, is skipped rather than fatal).
   set +e
-  nice -n 10 afl-fuzz "${resume[@]}" -o "$findings" -t "${FUZZ_TIMEOUT_MS:-5000}" -m none -V "$seconds" \
-    -- "$work/bin/SharpVhost.Fuzz" "$target" >"$work/afl.log" 2>&1
+  nice -n 10 afl-fuzz "${resume[@]}" -o "$findings" -t "${FUZZ_TIMEOUT_MS:-5000}+" -m none -V "$seconds" \
+    -- "$instrumented/SharpVhost.Fuzz" "$target" >"$work/afl.log" 2>&1
   rc=$?
   set -e
 

@@ -15,7 +15,7 @@ public sealed class BoundedFuzzRunTests(ITestOutputHelper output)
 
     [Theory]
     [MemberData(nameof(Targets))]
-    public void Target_runs_under_afl_without_crash_or_hang(string target)
+    public async Task Target_runs_under_afl_without_crash_or_hang(string target)
     {
         int seconds = int.TryParse(Environment.GetEnvironmentVariable("FUZZ_CI_SECONDS"), out int s) && s > 0 ? s : 30;
         string script = Path.Combine(RepoRoot(), "fuzz", "run.sh");
@@ -30,10 +30,16 @@ public sealed class BoundedFuzzRunTests(ITestOutputHelper output)
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
         // Build, instrumentation and afl's calibration come on top of the fuzzing time.
-        bool exited = process.WaitForExit(TimeSpan.FromSeconds(seconds + 600));
-        if (!exited) process.Kill(entireProcessTree: true);
-        process.WaitForExit();
-        string text = stdout.Result + stderr.Result;
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(seconds + 600));
+        bool exited = true;
+        try { await process.WaitForExitAsync(deadline.Token); }
+        catch (OperationCanceledException)
+        {
+            exited = false;
+            process.Kill(entireProcessTree: true);
+            await process.WaitForExitAsync();
+        }
+        string text = await stdout + await stderr;
         output.WriteLine(text);
 
         Assert.True(exited, $"fuzz/run.sh {target} {seconds} did not finish:\n{text}");
