@@ -34,6 +34,8 @@ public sealed class SessionTarget : IFuzzTarget
     public string Name => "session";
     public string Description => "backend session state machine: a fuzzed message sequence with real fds over a socket pair";
 
+    private static readonly bool Verbose = Environment.GetEnvironmentVariable("FUZZ_VERBOSE") is not null;
+
     /// <summary>Whether to check for leaked fds and mappings after each run (off when other tests run alongside).</summary>
     public bool CheckLeaks { get; set; } = Environment.GetEnvironmentVariable("FUZZ_SESSION_NO_LEAK_CHECK") is null;
 
@@ -54,6 +56,9 @@ public sealed class SessionTarget : IFuzzTarget
                 var device = new BlockDevice(storage, new BlockDeviceOptions { NumQueues = 2, QueueSize = 64 });
                 using var session = new BackendSession(device, options, NullLogger.Instance);
                 session.Serve(back); // owns and closes back
+                if (Verbose)
+                    foreach (var q in session.Queues)
+                        Console.Error.WriteLine($"queue {q.Index}: {q.Counters.Requests} requests, {q.Counters.Errors} errors, {q.Counters.DirectBinds + q.Counters.CheckedBinds} binds, broken: {q.BrokenReason}");
             }
         }
         if (CheckLeaks) CheckForLeaks();
