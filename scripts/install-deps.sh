@@ -13,6 +13,13 @@ ls /boot/vmlinuz-* >/dev/null 2>&1 || need+=(linux-image-amd64)
 command -v spin >/dev/null || need+=(spin)
 command -v cpio >/dev/null || need+=(cpio)
 command -v gcc >/dev/null || need+=(gcc)
+# Guest initramfs (scripts/guest/build-initramfs.sh): compressed kernel modules, if any.
+command -v gzip >/dev/null || need+=(gzip)
+command -v xz >/dev/null || need+=(xz-utils)
+command -v zstd >/dev/null || need+=(zstd)
+# Net peer for the two-guest tests: testpmd with net_vhost ports.
+command -v dpdk-testpmd >/dev/null || need+=(dpdk dpdk-dev)
+# Bounded fuzz runs (fuzz/run.sh, the integration tests' Fuzz folder).
 command -v afl-fuzz >/dev/null || need+=(afl++)
 if ((${#need[@]})); then
   echo "install-deps: installing ${need[*]}" >&2

@@ -113,7 +113,7 @@ public sealed class GuestMemoryDomain : IDisposable
             {
                 long seen = reader.ActiveGeneration;
                 if (seen == MemoryReader.Outside || seen >= generation) break;
-                spin.SpinOnce(sleep1Threshold: -1);
+                spin.SpinOnce(); // spins, then yields, then sleeps: a long batch must not burn the control thread's core
             }
         }
     }

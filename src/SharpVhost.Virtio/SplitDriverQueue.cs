@@ -30,6 +30,7 @@ public sealed unsafe class SplitDriverQueue
 {
     private readonly byte* _desc, _avail, _used;
     private readonly ushort[] _chainLength; // descriptors per in-flight head; 0 = not in flight
+    private readonly ushort[] _next;        // private copy of the links (free list and chains): the device can rewrite the table
     private ushort _freeHead;
     private int _freeCount;
     private ushort _availIdx;       // next avail idx to publish
@@ -52,10 +53,11 @@ public sealed unsafe class SplitDriverQueue
         _avail = (byte*)Translate(memory, placement.Avail, SplitRingLayout.AvailSize(size));
         _used = (byte*)Translate(memory, placement.Used, SplitRingLayout.UsedSize(size));
         _chainLength = new ushort[size];
+        _next = new ushort[size];
         new Span<byte>(_desc, (int)SplitRingLayout.DescriptorTableSize(size)).Clear();
         new Span<byte>(_avail, (int)SplitRingLayout.AvailSize(size)).Clear();
         new Span<byte>(_used, (int)SplitRingLayout.UsedSize(size)).Clear();
-        for (int i = 0; i < size; i++) DescriptorAt(i).Next = (ushort)(i + 1);
+        for (int i = 0; i < size; i++) _next[i] = DescriptorAt(i).Next = (ushort)(i + 1);
         _freeHead = 0;
         _freeCount = size;
     }
@@ -82,7 +84,7 @@ public sealed unsafe class SplitDriverQueue
         for (int i = 0; i < buffers.Length; i++)
         {
             ref var d = ref DescriptorAt(index);
-            ushort next = d.Next;
+            ushort next = _next[index];
             bool last = i == buffers.Length - 1;
             d.Address = buffers[i].GuestAddress;
             d.Length = buffers[i].Length;
@@ -110,7 +112,7 @@ public sealed unsafe class SplitDriverQueue
         }
         head = _freeHead;
         ref var d = ref DescriptorAt(head);
-        _freeHead = d.Next;
+        _freeHead = _next[head];
         d.Address = tableAddress;
         d.Length = (uint)(buffers.Length * SplitRingLayout.DescriptorSize);
         d.Flags = VirtqDescriptor.FlagIndirect;
@@ -164,8 +166,8 @@ public sealed unsafe class SplitDriverQueue
         int count = _chainLength[head];
         _chainLength[head] = 0;
         ushort last = head;
-        for (int i = 1; i < count; i++) last = DescriptorAt(last).Next;
-        DescriptorAt(last).Next = _freeHead;
+        for (int i = 1; i < count; i++) last = _next[last];
+        _next[last] = _freeHead;
         _freeHead = head;
         _freeCount += count;
         InFlight--;

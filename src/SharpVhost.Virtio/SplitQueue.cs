@@ -30,6 +30,8 @@ public sealed unsafe class SplitQueue : IDeviceQueue
     private ushort _signalledUsed;
     private bool _signalledValid;
     private bool _usedIndexKnown;
+    private ushort[] _resubmit = [];  // heads to process again after a reconnect, oldest first
+    private int _resubmitNext;
     private int _pendingInterrupt;
 
     public SplitQueue(int index, MetadataAccess access = MetadataAccess.Direct)
@@ -92,10 +94,14 @@ public sealed unsafe class SplitQueue : IDeviceQueue
     {
         BrokenReason = null;
         _lastAvail = _cachedAvailIdx = _usedIndex = _publishedUsed = 0;
+        _pendingInterrupt = 0;
         _usedIndexKnown = false;
         _signalledValid = false;
         _boundGeneration = -1;
         _memory = GuestMemory.Empty;
+        _resubmit = [];
+        _resubmitNext = 0;
+        Inflight = null;
         _configVersion++;
     }
 
@@ -144,8 +150,25 @@ public sealed unsafe class SplitQueue : IDeviceQueue
         {
             _usedIndex = _publishedUsed = _accessor.ReadUsedIndex();
             _usedIndexKnown = true;
+            if (Inflight is { } inflight)
+            {
+                // Every chain ever popped is either used or still in flight, so the next avail entry
+                // follows them all, whatever base the frontend restored.
+                _resubmit = inflight.Recover(_usedIndex, out int inFlight);
+                _resubmitNext = 0;
+                _lastAvail = _cachedAvailIdx = (ushort)(_usedIndex + inFlight);
+            }
         }
     }
+
+    /// <summary>
+    /// Where in-flight requests are recorded for crash recovery (INFLIGHT_SHMFD), or null. Set on the
+    /// control path before the queue starts; recovery runs at the first bind after <see cref="SetBase"/>.
+    /// </summary>
+    public SplitInflightTracker? Inflight { get; set; }
+
+    /// <summary>Requests resubmitted from the inflight region since the queue started (for tests and logs).</summary>
+    public int Resubmitted => _resubmitNext;
 
     /// <summary>Marks the queue broken (e.g. a device-level protocol error) so it stops until reset.</summary>
     public void MarkBroken(string reason)
@@ -163,6 +186,13 @@ public sealed unsafe class SplitQueue : IDeviceQueue
         if (IsBroken) return false;
         try
         {
+            if (_resubmitNext < _resubmit.Length)
+            {
+                ReadChain(_resubmit[_resubmitNext++], chain);
+                Counters.Requests++;
+                Counters.ReadableBytes += chain.ReadableBytes;
+                return true;
+            }
             if (_lastAvail == _cachedAvailIdx)
             {
                 ushort availIdx = _accessor.ReadAvailIndex(); // acquire: entries are read after the index
@@ -174,6 +204,7 @@ public sealed unsafe class SplitQueue : IDeviceQueue
             ushort head = _accessor.ReadAvailEntry(_lastAvail & (Size - 1));
             if (head >= Size) throw new VirtqueueException($"avail entry names descriptor {head}, queue size is {Size}");
             ReadChain(head, chain);
+            Inflight?.OnPopped(head);
             _lastAvail++;
             Counters.Requests++;
             Counters.ReadableBytes += chain.ReadableBytes;
@@ -253,13 +284,16 @@ public sealed unsafe class SplitQueue : IDeviceQueue
         catch (GuestMemoryException e) { throw new VirtqueueException("indirect table: " + e.Message); }
     }
 
-    /// <summary>Translates one descriptor, splitting it where it crosses from one region into an adjacent one.</summary>
+    /// <summary>Segments are handed out as spans, so none may be longer than a span (descriptors may be up to 4 GiB - 1).</summary>
+    private const ulong MaxSegment = 1UL << 30;
+
+    /// <summary>Translates one descriptor, splitting it where it crosses from one region into an adjacent one, or exceeds <see cref="MaxSegment"/>.</summary>
     private void AddSegments(in VirtqDescriptor d, DescriptorChain chain)
     {
         if (d.Length == 0) return;
         if (d.Address + d.Length < d.Address) throw new VirtqueueException($"descriptor address {d.Address:x} + length {d.Length} overflows");
         bool write = d.IsDeviceWritable;
-        if (_memory.TryTranslate(d.Address, d.Length, write, out nint host))
+        if (d.Length <= MaxSegment && _memory.TryTranslate(d.Address, d.Length, write, out nint host))
         {
             chain.Add(new BufferSegment(d.Address, d.Length, write, host));
             return;
@@ -272,7 +306,7 @@ public sealed unsafe class SplitQueue : IDeviceQueue
             if (region is null || (write && !region.Writable))
                 throw new VirtqueueException($"buffer [{d.Address:x}, +{d.Length}) is not {(write ? "writable " : "")}guest memory");
             ulong offset = address - region.GuestPhysicalAddress;
-            ulong n = Math.Min(remaining, region.Size - offset);
+            ulong n = Math.Min(Math.Min(remaining, region.Size - offset), MaxSegment);
             chain.Add(new BufferSegment(address, (uint)n, write, region.HostAddress + (nint)offset));
             address += n;
             remaining -= n;
@@ -298,6 +332,7 @@ public sealed unsafe class SplitQueue : IDeviceQueue
         try
         {
             _accessor.WriteUsedElement(_usedIndex & (Size - 1), id, written);
+            Inflight?.OnUsed(id);
             _usedIndex++;
         }
         catch (VirtqueueException e) { MarkBroken(e.Message); }
@@ -310,6 +345,7 @@ public sealed unsafe class SplitQueue : IDeviceQueue
         try
         {
             _accessor.PublishUsedIndex(_usedIndex);
+            Inflight?.OnPublished(_usedIndex);
             _publishedUsed = _usedIndex;
             _pendingInterrupt = 1;
         }

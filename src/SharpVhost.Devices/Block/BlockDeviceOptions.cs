@@ -4,7 +4,7 @@ namespace SharpVhost.Devices.Block;
 public sealed record BlockDeviceOptions
 {
     public int NumQueues { get; init; } = 1;
-    public int QueueSize { get; init; } = 256;
+    public int QueueSize { get; init; } = 128; // QEMU's default queue-size for vhost-user-blk: seg_max derives from it
     /// <summary>GET_ID's answer (at most 20 bytes; longer serials are cut).</summary>
     public string Serial { get; init; } = "sharpvhost";
     public int BlockSize { get; init; } = 512;

@@ -20,7 +20,7 @@ public sealed class BackendSession : IDisposable
 {
     private const ulong AlwaysOfferedProtocolFeatures = (ulong)(VhostUserProtocolFeatures.LogShmFd | VhostUserProtocolFeatures.ReplyAck
         | VhostUserProtocolFeatures.ResetDevice | VhostUserProtocolFeatures.ConfigureMemSlots | VhostUserProtocolFeatures.Status
-        | VhostUserProtocolFeatures.BackendReq);
+        | VhostUserProtocolFeatures.BackendReq | VhostUserProtocolFeatures.InflightShmFd);
 
     private readonly IVhostUserDevice _device;
     private readonly BackendOptions _options;
@@ -34,6 +34,7 @@ public sealed class BackendSession : IDisposable
     private bool _featuresSet;
     private DirtyLog? _pendingLog; // from SET_LOG_BASE; published while LOG_ALL is negotiated
     private byte _status;
+    private InflightArea? _inflight;
     private readonly IDisposable _metrics;
 
     public BackendSession(IVhostUserDevice device, BackendOptions options, ILogger logger)
@@ -149,6 +150,8 @@ public sealed class BackendSession : IDisposable
             case FrontEndRequest.SetLogBase: SetLogBase(m); break;
             case FrontEndRequest.SetLogFd: m.Fds.Take(0).Dispose(); break; // we never signal log syncs; just own and close it
             case FrontEndRequest.SetBackendReqFd: SetBackendReqFd(m); break;
+            case FrontEndRequest.GetInflightFd: GetInflightFd(m); break;
+            case FrontEndRequest.SetInflightFd: SetInflightFd(m); break;
             case FrontEndRequest.ResetDevice: ResetDevice(); break;
             case FrontEndRequest.SetStatus: SetStatus(m.ReadU64()); break;
             case FrontEndRequest.GetStatus: channel.SendReplyU64(m, _status); break;
@@ -346,12 +349,68 @@ public sealed class BackendSession : IDisposable
             slot.StopWorker();
             return;
         }
+        AttachInflight(slot);
         var worker = new QueueWorker(slot.Queue, _memory, _device.CreateProcessor(slot.Index), slot.Polling ? null : slot.Kick,
             slot.Call, slot.Err, _options.BusyPoll, _log);
         slot.Worker = worker;
         worker.Start();
         _log.LogDebug("queue {Queue} running (size {Size}, {Access})", slot.Index, slot.Queue.Size, slot.Queue.Access);
     }
+
+    // ---- inflight tracking (reconnect without losing requests) ----
+
+    private void GetInflightFd(VhostUserMessage m)
+    {
+        var request = m.ParsePayload<InflightDescription>();
+        CheckInflightShape(request.NumQueues, request.QueueSize);
+        ulong size = request.NumQueues * SplitInflightTracker.RegionSize(request.QueueSize);
+        using var fd = FileDescriptors.CreateMemfd("sharpvhost-inflight", (long)size);
+        ReplaceInflight(new InflightArea(MemoryMapping.Map(fd, 0, size, writable: true), request.NumQueues, request.QueueSize));
+        Span<int> fds = [(int)fd.DangerousGetHandle()];
+        _channel!.SendReply(m, new InflightDescription(size, 0, request.NumQueues, request.QueueSize), fds);
+    }
+
+    private void SetInflightFd(VhostUserMessage m)
+    {
+        var description = m.ParsePayload<InflightDescription>();
+        CheckInflightShape(description.NumQueues, description.QueueSize);
+        using var fd = m.Fds.Take(0);
+        ulong needed = description.NumQueues * SplitInflightTracker.RegionSize(description.QueueSize);
+        if (description.MmapSize < needed || description.MmapOffset + description.MmapSize < description.MmapOffset
+            || description.MmapOffset + description.MmapSize > (ulong)FileDescriptors.SizeOf(fd)
+            || description.MmapOffset % (ulong)FileDescriptors.PageSize != 0)
+            throw new VhostUserSessionException("inflight area is too small, unaligned or lies past the end of its fd");
+        ReplaceInflight(new InflightArea(MemoryMapping.Map(fd, description.MmapOffset, description.MmapSize, writable: true), description.NumQueues, description.QueueSize));
+    }
+
+    private void CheckInflightShape(ushort numQueues, ushort queueSize)
+    {
+        if (numQueues == 0 || numQueues > _queues.Length) throw new VhostUserSessionException($"inflight area for {numQueues} queues; the device has {_queues.Length}");
+        if (!SplitRingLayout.IsValidQueueSize(queueSize)) throw new VhostUserSessionException($"inflight queue size {queueSize} is not valid");
+    }
+
+    private void ReplaceInflight(InflightArea area)
+    {
+        // Workers write the area without a read section; it can only change while no queue runs.
+        if (_queues.Any(q => q.Running))
+        {
+            area.Mapping.Dispose();
+            throw new VhostUserSessionException("the inflight area cannot change while queues run");
+        }
+        _inflight?.Mapping.Dispose();
+        _inflight = area;
+    }
+
+    /// <summary>Gives a starting split queue its slice of the inflight area, if the frontend set one up for its shape.</summary>
+    private void AttachInflight(QueueSlot slot)
+    {
+        if (slot.Queue is not SplitQueue split) return;
+        split.Inflight = _inflight is { } area && slot.Index < area.NumQueues && split.Size == area.QueueSize
+            ? new SplitInflightTracker(area.Mapping.Address + (nint)((ulong)slot.Index * SplitInflightTracker.RegionSize(area.QueueSize)), area.QueueSize)
+            : null;
+    }
+
+    private sealed record InflightArea(MemoryMapping Mapping, ushort NumQueues, ushort QueueSize);
 
     // ---- config, status, reset ----
 
@@ -404,6 +463,8 @@ public sealed class BackendSession : IDisposable
     private void StopEverything()
     {
         ResetDevice();
+        _inflight?.Mapping.Dispose(); // the frontend keeps its own mapping for the next connection
+        _inflight = null;
         _backendChannel?.Dispose();
         _backendChannel = null;
         if (_pendingLog is not null && !ReferenceEquals(_pendingLog, _memory.Current.Log)) _pendingLog.Dispose();

@@ -53,7 +53,7 @@ public class InvalidationTests(ITestOutputHelper output)
                         h.Device.ShouldInterrupt();
                     }
                     finally { reader.Exit(); }
-                    Sections++;
+                    Interlocked.Increment(ref Sections);
                     if (!h.Driver.TryGetUsed(out ushort id, out uint len) || id != head || len != 48) throw new InvalidOperationException($"bad completion {id}/{len}");
                     if (!h.Guest.Bytes(Data + 0x1000, 48).SequenceEqual(expected)) throw new InvalidOperationException("data corrupted");
                     Interlocked.Increment(ref RoundTrips);
@@ -71,7 +71,9 @@ public class InvalidationTests(ITestOutputHelper output)
         var domain = guest.Domain;
         var workers = new[]
         {
-            new Worker { Harness = new QueueHarness(guest, 8, MetadataAccess.Direct, ringOffset: 0), Data = TestGuest.Gpa(0x10000) },
+            // The direct worker's descriptor table spans [0xFC0, 0x1040): when region 0 is split at 0x1000
+            // the direct accessor must fall back to checked for that generation, and return after.
+            new Worker { Harness = new QueueHarness(guest, 8, MetadataAccess.Direct, ringOffset: 0xFC0), Data = TestGuest.Gpa(0x10000) },
             new Worker { Harness = new QueueHarness(guest, 8, MetadataAccess.Checked, ringOffset: 0x8000, index: 1), Data = TestGuest.Gpa(0x20000) },
         };
         bool stopped = false;
@@ -85,7 +87,9 @@ public class InvalidationTests(ITestOutputHelper output)
         var rng = new Random(11);
         try
         {
-            while (changes < 2000 && clock.Elapsed < TimeSpan.FromSeconds(10) && workers.All(w => w.Failure is null))
+            // Bounded: 2,000 changes or 10 s, but never fewer than 80 changes (so the counts asserted below
+            // do not depend on how loaded the machine is).
+            while ((changes < 2000 && clock.Elapsed < TimeSpan.FromSeconds(10) || changes < 80) && workers.All(w => w.Failure is null))
             {
                 switch (changes % 4)
                 {
@@ -109,20 +113,30 @@ public class InvalidationTests(ITestOutputHelper output)
                             removed++;
                         }
                         break;
-                    case 2: // SET_MEM_TABLE with a fresh mapping of the same memory: workers must re-validate
+                    case 2: // SET_MEM_TABLE with fresh mappings of the same memory: workers must re-validate
                         {
-                            var old = domain.Current.Regions.Single(r => r.GuestPhysicalAddress == TestGuest.GpaBase);
-                            var fresh = guest.MapRegion(new RegionSpec(0, MiB));
+                            var old = domain.Current.Regions.Where(r => r.GuestPhysicalAddress < TestGuest.GpaBase + MiB).ToList();
+                            bool split = replaced % 2 == 1;
+                            MemoryRegion[] fresh = split
+                                ? [guest.MapRegion(new RegionSpec(0, 0x1000)), guest.MapRegion(new RegionSpec(0x1000, MiB - 0x1000))]
+                                : [guest.MapRegion(new RegionSpec(0, MiB))];
                             // Keep half of the extras (fresh mappings too), drop the rest.
                             var keep = extras.Where((_, i) => i % 2 == 0).ToList();
                             var dropped = extras.Except(keep).ToList();
-                            domain.ReplaceAll([fresh, .. keep]);
-                            Assert.True(old.IsUnmapped);
-                            Assert.False(fresh.IsUnmapped);
+                            domain.ReplaceAll([.. fresh, .. keep]);
+                            Assert.All(old, r => Assert.True(r.IsUnmapped));
+                            Assert.All(fresh, r => Assert.False(r.IsUnmapped));
                             Assert.All(dropped, r => Assert.True(r.IsUnmapped));
                             Assert.All(keep, r => Assert.False(r.IsUnmapped));
                             extras = keep;
                             replaced++;
+                            if (split)
+                            {
+                                // Let the direct worker run a section in this generation (synchronisation, not timing).
+                                long seen = Interlocked.Read(ref workers[0].Sections);
+                                var spin = new SpinWait();
+                                while (Interlocked.Read(ref workers[0].Sections) < seen + 2 && workers[0].Failure is null) spin.SpinOnce(sleep1Threshold: -1);
+                            }
                             break;
                         }
                     case 3: // SET_VRING_ADDR: new ring configuration (log address), then a grace period
@@ -146,7 +160,7 @@ public class InvalidationTests(ITestOutputHelper output)
 
         foreach (var w in workers) Assert.Null(w.Failure);
         output.WriteLine($"{changes} changes in {clock.ElapsedMilliseconds} ms: replaced {replaced}, removed {removed}, ring changes {ringChanges}; " +
-            string.Join("; ", workers.Select(w => $"{w.Device.Access}: {w.RoundTrips} round trips, {w.Device.Counters.Revalidations} revalidations")));
+            string.Join("; ", workers.Select(w => $"{w.Device.Access}: {w.RoundTrips} round trips, {w.Device.Counters.Revalidations} revalidations, {w.Device.Counters.DirectBinds} direct binds, {w.Device.Counters.DirectFallbacks} fallbacks")));
         Assert.True(replaced > 10 && removed > 10 && ringChanges > 10, $"replaced {replaced}, removed {removed}, ring changes {ringChanges}");
         Assert.True(domain.GracePeriods - gracePeriodsBefore >= replaced + removed + ringChanges);
         foreach (var w in workers)
@@ -156,7 +170,7 @@ public class InvalidationTests(ITestOutputHelper output)
             Assert.False(w.Device.IsBroken);
         }
         Assert.True(workers[0].Device.Counters.DirectBinds > 1);
-        Assert.Equal(0, workers[0].Device.Counters.DirectFallbacks);
+        Assert.True(workers[0].Device.Counters.DirectFallbacks > 0);
         Assert.Equal(0, workers[1].Device.Counters.DirectBinds);
     }
 

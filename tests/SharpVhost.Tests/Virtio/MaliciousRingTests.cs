@@ -272,3 +272,84 @@ public class MaliciousRingTests
         Assert.Throws<VirtqueueException>(() => q.SetSize(65536));
     }
 }
+
+public class LargeDescriptorTests
+{
+    /// <summary>
+    /// A descriptor may legally be up to 4 GiB - 1 long; spans are int-sized. A 2.25 GiB buffer in a
+    /// 3 GiB region must come out as segments a Span can cover, not as a crash in the device.
+    /// </summary>
+    [Theory, MemberData(nameof(Echo.Accesses), MemberType = typeof(Echo))]
+    public void DescriptorsLongerThanASpanAreSplit(MetadataAccess access)
+    {
+        const ulong size = 3UL << 30; // sparse memfd: only touched pages use memory
+        using var guest = new TestGuest(size);
+        var h = new QueueHarness(guest, 4, access);
+        ulong data = TestGuest.Gpa(1UL << 20);
+        const uint huge = 0x9000_0000;
+        Assert.True(h.Driver.TryAdd([new(data, huge, false), new(data, 16, true)], out ushort head));
+        h.Driver.Publish();
+        Assert.True(h.Attach());
+        Assert.True(h.Device.TryPop(h.Chain), h.Device.BrokenReason);
+        Assert.Equal(huge, h.Chain.ReadableBytes);
+        Assert.True(h.Chain.ReadableCount >= 2);
+        ulong total = 0, next = data;
+        foreach (var s in h.Chain.Readable)
+        {
+            Assert.True(s.Length <= int.MaxValue);
+            Assert.Equal(next, s.GuestAddress);
+            Assert.Equal((int)s.Length, h.Chain.GetSpan(s).Length);
+            total += s.Length;
+            next += s.Length;
+        }
+        Assert.Equal(huge, total);
+        // The last byte of the buffer is reachable through its segment.
+        var last = h.Chain.Readable[^1];
+        guest.Bytes(data + huge - 1, 1)[0] = 0x77;
+        Assert.Equal(0x77, h.Chain.GetSpan(last)[^1]);
+        h.Device.Push(h.Chain, 16);
+        Assert.True(h.Driver.TryGetUsed(out ushort id, out uint len));
+        Assert.Equal((head, 16u), (id, len));
+    }
+}
+
+/// <summary>The driver side does not trust the device either: it may rewrite the descriptor table.</summary>
+public class HostileDeviceTests
+{
+    [Fact]
+    public void DeviceRewritingNextLinksCannotSteerTheDriverOutsideItsTable()
+    {
+        using var guest = new TestGuest(2 << 20);
+        var h = new QueueHarness(guest, 8, MetadataAccess.Direct);
+        ulong data = TestGuest.Gpa(0x10000);
+        ulong canary = h.Placement.Descriptors + 0xFFFFUL * 16; // where descriptor 0xFFFF would be
+        guest.Bytes(canary, 16).Fill(0xA5);
+        Assert.True(h.Driver.TryAdd([new(data, 1, false), new(data, 1, false), new(data, 1, true)], out ushort head));
+        h.Driver.Publish();
+        Assert.True(h.Attach());
+        Assert.True(h.Device.TryPop(h.Chain));
+        // The device scribbles over every descriptor's next field, in flight or free.
+        for (int i = 0; i < 8; i++)
+            BitConverter.TryWriteBytes(guest.Bytes(h.Placement.Descriptors + (ulong)i * 16 + 14, 2), (ushort)0xFFFF);
+        h.Device.Push(h.Chain, 1);
+        Assert.True(h.Driver.TryGetUsed(out ushort id, out _));
+        Assert.Equal(head, id);
+        Assert.Equal(8, h.Driver.FreeCount);
+        // The driver still hands out exactly its eight descriptors, and nothing beyond the table was written.
+        var heads = new HashSet<ushort>();
+        for (int i = 0; i < 8; i++)
+        {
+            Assert.True(h.Driver.TryAdd([new(data, 1, false)], out ushort x));
+            Assert.InRange(x, 0, 7);
+            Assert.True(heads.Add(x));
+        }
+        Assert.False(h.Driver.TryAdd([new(data, 1, false)], out _));
+        Assert.All(guest.Bytes(canary, 16).ToArray(), b => Assert.Equal(0xA5, b));
+        h.Driver.Publish();
+        Assert.True(h.Attach());
+        for (int i = 0; i < 8; i++) { Assert.True(h.Device.TryPop(h.Chain), h.Device.BrokenReason); h.Device.AddUsed(h.Chain.Id, 0); }
+        h.Device.FlushUsed();
+        for (int i = 0; i < 8; i++) Assert.True(h.Driver.TryGetUsed(out _, out _));
+        Assert.Equal(8, h.Driver.FreeCount);
+    }
+}
