@@ -31,6 +31,9 @@ public sealed unsafe class GuestImage : IDisposable
 
     public GuestMemory Memory { get; }
 
+    /// <summary>Host address of the high region (guest-physical <see cref="RegionSize"/>).</summary>
+    public nint HighHost => _high.HostAddress;
+
     public Span<byte> Low => new((void*)_low.HostAddress, RegionSize);
     public Span<byte> High => new((void*)_high.HostAddress, RegionSize);
 
@@ -93,13 +96,14 @@ public sealed unsafe class GuestImage : IDisposable
 /// The 16-byte prefix of the ring targets' input, followed by the guest memory image.
 /// <code>
 /// byte 0      queue size: 1 &lt;&lt; (b % 9); with bit 7 set 1 &lt;&lt; (b % 16) (bind checks of big rings)
-/// byte 1      bit 0 EVENT_IDX, bit 1 NOTIFY_ON_EMPTY, bit 2 checked accessor (block target only)
+/// byte 1      bit 0 EVENT_IDX, bit 1 NOTIFY_ON_EMPTY, bit 2 checked accessor (block target only),
+///             bit 3 inflight tracking (INFLIGHT_SHMFD) with its region at the start of the high region
 /// bytes 2-3   vring base (next avail index)
 /// bytes 4-15  descriptor table, avail ring, used ring: u32 offsets from the low region's
 ///             front-end address (0x100000 and up is the high region)
 /// </code>
 /// </summary>
-public readonly record struct RingSetup(int QueueSize, bool EventIndex, bool NotifyOnEmpty, bool Checked, ushort Base, RingAddresses Rings)
+public readonly record struct RingSetup(int QueueSize, bool EventIndex, bool NotifyOnEmpty, bool Checked, bool Inflight, ushort Base, RingAddresses Rings)
 {
     public const int PrefixSize = 16;
 
@@ -115,7 +119,7 @@ public readonly record struct RingSetup(int QueueSize, bool EventIndex, bool Not
             GuestImage.FrontendLow + BinaryPrimitives.ReadUInt32LittleEndian(input[4..]),
             GuestImage.FrontendLow + BinaryPrimitives.ReadUInt32LittleEndian(input[8..]),
             GuestImage.FrontendLow + BinaryPrimitives.ReadUInt32LittleEndian(input[12..]));
-        setup = new RingSetup(size, (flags & 1) != 0, (flags & 2) != 0, (flags & 4) != 0, BinaryPrimitives.ReadUInt16LittleEndian(input[2..]), rings);
+        setup = new RingSetup(size, (flags & 1) != 0, (flags & 2) != 0, (flags & 4) != 0, (flags & 8) != 0, BinaryPrimitives.ReadUInt16LittleEndian(input[2..]), rings);
         image = input[PrefixSize..];
         return true;
     }

@@ -264,6 +264,14 @@ public sealed class SessionTarget : IFuzzTarget
         // After the opening, each other request once (so every handler has a seed that reaches it).
         foreach (var r in SeedMessages.FrontEndRequests().Skip(SeedMessages.Opening().Count()))
             yield return ($"opening-then-{r.Name}", [0, .. opening, .. Frame(r)]);
+        // A reconnect with an inflight area (INFLIGHT_SHMFD): the area in the guest memfd at 1 MiB,
+        // set before the rings start, recording head 0 of queue 0 as in flight.
+        var setInflight = new SeedMessages.Request("set-inflight-fd", FrontEndRequest.SetInflightFd,
+            SeedMessages.Bytes(new InflightDescription(SplitInflightTracker.RegionSize(SeedMessages.QueueSize), 1 << 20, 1, SeedMessages.QueueSize)), 1,
+            VhostUserHeaderFlags.NeedReply);
+        byte[] inflightArea = [.. MemoryWrite(1 << 20, [0, 0, 0, 0, 0, 0, 0, 0, 1, 0, SeedMessages.QueueSize, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9])];
+        yield return ("opening-with-inflight", [0, .. GuestWithOneRead(), .. inflightArea,
+            .. SeedMessages.Opening().SelectMany(r => r.Id == FrontEndRequest.SetMemTable ? [.. Frame(r), .. Frame(setInflight)] : Frame(r)), .. closing]);
         // Requests before any memory or features: what an out-of-order front-end would send.
         yield return ("rings-before-memory", [0, .. SeedMessages.Opening().Where(r => r.Id != FrontEndRequest.SetMemTable).SelectMany(r => Frame(r))]);
         // A memory table whose region lies past the end of a one-page fd.

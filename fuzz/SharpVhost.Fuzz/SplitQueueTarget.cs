@@ -9,7 +9,8 @@ namespace SharpVhost.Fuzz;
 /// <para>Oracles: every popped segment lies in guest memory at the host address its guest address
 /// translates to; and the direct accessor (pointers validated once) and the checked accessor
 /// (translate per access) pop the same chains, break on the same inputs and leave guest memory
-/// byte for byte the same.</para>
+/// byte for byte the same. With inflight tracking on, the tracker's region (hostile too: the front-end
+/// keeps it) is recovered at bind and updated on every pop and publish.</para>
 /// </summary>
 public sealed class SplitQueueTarget : IFuzzTarget
 {
@@ -47,6 +48,7 @@ public sealed class SplitQueueTarget : IFuzzTarget
         queue.SetSize(setup.QueueSize);
         queue.SetRings(setup.Rings);
         queue.SetBase(setup.Base);
+        if (setup.Inflight && setup.QueueSize <= 256) queue.Inflight = new SplitInflightTracker(guest.HighHost, setup.QueueSize);
         int popped = 0;
         ulong chains = 14695981039346656037;
         bool interrupt = false, more = false;
@@ -110,6 +112,16 @@ public static class RingSeeds
         yield return ("three-descriptors", Trim(Input(log2, 0, readRequest)));
         yield return ("three-descriptors-event-idx", Trim(Input(log2, 1, readRequest)));
         yield return ("three-descriptors-notify-on-empty", Trim(Input(log2, 2, readRequest)));
+        yield return ("three-descriptors-inflight", Trim(Input(log2, 8, readRequest)));
+        // A reconnect with one request still in flight: head 0 recorded in the inflight region.
+        var inflight = new ImageBuilder(0x8000 + 16 + 16 * size)
+            .Descriptor(Desc, 0, 0x4000, 16, Next, 1)
+            .Descriptor(Desc, 1, 0x4100, 512, Next | Write, 2)
+            .Descriptor(Desc, 2, 0x4400, 1, Write, 0)
+            .Avail(Avail, size, 0)
+            .Bytes(0x8000 + 8, [1, 0, size, 0]) // version 1, desc_num
+            .Bytes(0x8000 + 16, [1, 0, 0, 0, 0, 0, 0, 0, 7]); // head 0 in flight, counter 7
+        yield return ("inflight-resubmit", Trim(Input(log2, 8, inflight)));
 
         // Two chains, then an indirect one.
         var several = new ImageBuilder(0x5000)
