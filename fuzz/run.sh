@@ -95,6 +95,13 @@ main() {
   echo "fuzz $target: ${execs:-0} executions, ${crashes:-?} crashes, ${hangs:-?} hangs, ${runtime:-?} s, $(stat execs_per_sec) execs/s (last), $(stat corpus_count) corpus entries, stability $(stat stability)"
 
   status=0
+  if [[ $rc -ne 0 ]]; then
+    # afl-fuzz stopped before its time was up (the target process was killed, or afl aborted).
+    echo "fuzz $target: afl-fuzz exited with status $rc before its time was up; its log:" >&2
+    tail -n 30 "$work/afl.log" >&2
+    cp "$work/afl.log" "$out/last-afl-$target.log" 2>/dev/null || true
+    status=1
+  fi
   if [[ ${execs:-0} -eq 0 ]]; then echo "fuzz $target: no input was executed" >&2; tail -n 40 "$work/afl.log" >&2; status=1; fi
   if [[ ${crashes:-1} -ne 0 || ${hangs:-1} -ne 0 ]]; then
     status=1
