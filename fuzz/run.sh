@@ -73,10 +73,13 @@ main() {
 
   export AFL_SKIP_BIN_CHECK=1 AFL_NO_UI=1 AFL_NO_AFFINITY=1 AFL_SKIP_CPUFREQ=1 AFL_FAST_CAL=1
   export AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_FORKSRV_INIT_TMOUT=60000 AFL_AUTORESUME=1
-  # Persistent mode: one .NET process runs inputs back to back; -t is per input (a hang is a finding;
-  # "+": a seed that is slow in the dry run, while the JIT warms up, is skipped rather than fatal).
+  # Persistent mode: one .NET process runs inputs back to back; -t is per input. (No "+" after -t:
+  # afl-fuzz 4.04c then derives a timeout of a few ms from the dry run, and the first GC pause kills
+  # the target.) With SharpFuzz's in-process loop a timeout kills the whole target, so afl-fuzz stops
+  # with "unable to communicate with fork server" instead of saving a hang: that ends the run with a
+  # non-zero status, and the input that was running is kept (below).
   set +e
-  nice -n 10 afl-fuzz "${resume[@]}" -o "$findings" -t "${FUZZ_TIMEOUT_MS:-5000}+" -m none -V "$seconds" \
+  nice -n 10 afl-fuzz "${resume[@]}" -o "$findings" -t "${FUZZ_TIMEOUT_MS:-5000}" -m none -V "$seconds" \
     -- "$instrumented/SharpVhost.Fuzz" "$target" >"$work/afl.log" 2>&1
   rc=$?
   set -e
@@ -100,6 +103,10 @@ main() {
     echo "fuzz $target: afl-fuzz exited with status $rc before its time was up; its log:" >&2
     tail -n 30 "$work/afl.log" >&2
     cp "$work/afl.log" "$out/last-afl-$target.log" 2>/dev/null || true
+    mkdir -p "$out/crashes/$target"
+    if cp "$findings/default/.cur_input" "$out/crashes/$target/stopped-$(date +%s)" 2>/dev/null; then
+      echo "fuzz $target: the input running when it stopped is in $out/crashes/$target/" >&2
+    fi
     status=1
   fi
   if [[ ${execs:-0} -eq 0 ]]; then echo "fuzz $target: no input was executed" >&2; tail -n 40 "$work/afl.log" >&2; status=1; fi
