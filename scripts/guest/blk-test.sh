@@ -48,6 +48,7 @@ gen() { # case length
 
 echo "SV-SIZE $(cat /sys/block/vda/size)"
 echo "SV-QUEUES $(ls /sys/block/vda/mq | wc -l)"
+echo "SV-FEATURES $(cat /sys/block/vda/device/features)"
 
 echo "$CASES" | while read c off len mode; do
   gen "$c" "$len" > "/tmp/pat$c"

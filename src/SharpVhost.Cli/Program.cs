@@ -5,5 +5,6 @@ var root = new RootCommand("SharpVhost: vhost-user virtio backends, a frontend l
 {
     DemoCommand.Create(),
     BlkCommand.Create(),
+    MmCheckCommand.Create(),
 };
 return root.Parse(args).Invoke();

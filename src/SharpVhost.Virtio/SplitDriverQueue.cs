@@ -26,7 +26,7 @@ public readonly record struct SplitRingPlacement(ulong Descriptors, ulong Avail,
 /// are not in flight are rejected with <see cref="VirtqueueException"/>.
 /// Not thread-safe: one thread adds and reaps.
 /// </summary>
-public sealed unsafe class SplitDriverQueue
+public sealed unsafe class SplitDriverQueue : IDriverQueue
 {
     private readonly byte* _desc, _avail, _used;
     private readonly ushort[] _chainLength; // descriptors per in-flight head; 0 = not in flight

@@ -22,11 +22,12 @@ internal static class BlkCommand
         var metadata = new Option<MetadataAccess>("--metadata") { Description = "Ring metadata accessor: direct (default) or checked", DefaultValueFactory = _ => MetadataAccess.Direct };
         var serial = new Option<string>("--serial") { Description = "Serial number reported by GET_ID (20 bytes max)", DefaultValueFactory = _ => "sharpvhost" };
         var busyPoll = new Option<bool>("--busy-poll") { Description = "Workers poll the rings instead of sleeping on kicks" };
+        var ioDelay = new Option<int>("--io-delay-ms") { Description = "Add this latency to every read and write (emulates a slow disk; crash-recovery tests use it)" };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Debug logging" };
         var caps = new Option<bool>("--print-capabilities") { Description = "Print the backend's capabilities as JSON and exit" };
         var command = new Command("blk", "Serve a block device over vhost-user (vhost-user-blk)")
         {
-            socketPath, fd, blkFile, ram, nullDisk, readOnly, direct, numQueues, metadata, serial, busyPoll, verbose, caps,
+            socketPath, fd, blkFile, ram, nullDisk, readOnly, direct, numQueues, metadata, serial, busyPoll, ioDelay, verbose, caps,
         };
         command.SetAction(parse =>
         {
@@ -42,6 +43,7 @@ internal static class BlkCommand
             try
             {
                 storage = OpenStorage(parse.GetValue(blkFile), parse.GetValue(ram), parse.GetValue(nullDisk), parse.GetValue(readOnly), parse.GetValue(direct));
+                if (parse.GetValue(ioDelay) > 0) storage = new DelayedStorage(storage, TimeSpan.FromMilliseconds(parse.GetValue(ioDelay)));
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or FormatException)
             {

@@ -24,6 +24,8 @@ public sealed record BlockClientOptions
     public int QueueDepth { get; init; } = 32;
     /// <summary>Shared memory for the caller's data buffers.</summary>
     public ulong BufferBytes { get; init; } = 64 << 20;
+    /// <summary>Ask for VIRTIO_F_RING_PACKED; the rings are packed if the backend offers it.</summary>
+    public bool PackedRing { get; init; }
 }
 
 /// <summary>
@@ -49,7 +51,8 @@ public sealed class BlockClient : IDisposable
         ulong wanted = VirtioFeatureBits.Bit(VirtioFeatureBits.Version1) | VirtioFeatureBits.Bit(VirtioFeatureBits.RingEventIdx)
             | VirtioFeatureBits.Bit(VirtioFeatureBits.RingIndirectDesc) | (1ul << VirtioBlk.FeatureFlush) | (1ul << VirtioBlk.FeatureBlockSize)
             | (1ul << VirtioBlk.FeatureSegMax) | (1ul << VirtioBlk.FeatureMultiQueue) | (1ul << VirtioBlk.FeatureDiscard)
-            | (1ul << VirtioBlk.FeatureWriteZeroes) | (1ul << VirtioBlk.FeatureReadOnly);
+            | (1ul << VirtioBlk.FeatureWriteZeroes) | (1ul << VirtioBlk.FeatureReadOnly)
+            | (options.PackedRing ? VirtioFeatureBits.Bit(VirtioFeatureBits.RingPacked) : 0);
         session.NegotiateFeatures(wanted);
         var config = session.GetConfig(0, BlockConfig.Size);
         Capacity = (long)BinaryPrimitives.ReadUInt64LittleEndian(config) * VirtioBlk.SectorSize;

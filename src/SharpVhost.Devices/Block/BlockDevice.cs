@@ -28,7 +28,7 @@ public sealed class BlockDevice : IVhostUserDevice
         Storage = storage;
         Options = options;
         _serial = Encoding.ASCII.GetBytes(options.Serial.Length > VirtioBlk.GetIdLength ? options.Serial[..VirtioBlk.GetIdLength] : options.Serial);
-        ulong f = VirtioFeatureBits.RingBits
+        ulong f = VirtioFeatureBits.RingBits | Bit(VirtioFeatureBits.RingPacked)
             | Bit(VirtioBlk.FeatureSegMax) | Bit(VirtioBlk.FeatureBlockSize) | Bit(VirtioBlk.FeatureFlush)
             | Bit(VirtioBlk.FeatureTopology) | Bit(VirtioBlk.FeatureMultiQueue);
         if (storage.ReadOnly) f |= Bit(VirtioBlk.FeatureReadOnly);

@@ -167,8 +167,13 @@ public sealed class BackendSession : IDisposable
         bool loggingBefore = LoggingWanted;
         _features = features;
         _featuresSet = true;
+        bool packed = VirtioFeatureBits.Has(features, VirtioFeatureBits.RingPacked);
         foreach (var q in _queues)
         {
+            // The ring layout follows RING_PACKED. QEMU sets features before it configures rings; a
+            // running queue keeps its layout (LOG_ALL toggles arrive while rings run, RING_PACKED never changes).
+            if (!q.Running && (q.Queue is PackedQueue) != packed)
+                q.Queue = packed ? new PackedQueue(q.Index, _options.Metadata) : new SplitQueue(q.Index, _options.Metadata);
             q.Queue.EventIndex = VirtioFeatureBits.Has(features, VirtioFeatureBits.RingEventIdx);
             q.Queue.NotifyOnEmpty = VirtioFeatureBits.Has(features, VirtioFeatureBits.NotifyOnEmpty);
         }
@@ -354,7 +359,7 @@ public sealed class BackendSession : IDisposable
             slot.Call, slot.Err, _options.BusyPoll, _log);
         slot.Worker = worker;
         worker.Start();
-        _log.LogDebug("queue {Queue} running (size {Size}, {Access})", slot.Index, slot.Queue.Size, slot.Queue.Access);
+        _log.LogDebug("queue {Queue} running ({Layout}, size {Size}, {Access})", slot.Index, slot.Queue is PackedQueue ? "packed" : "split", slot.Queue.Size, slot.Queue.Access);
     }
 
     // ---- inflight tracking (reconnect without losing requests) ----
@@ -363,7 +368,7 @@ public sealed class BackendSession : IDisposable
     {
         var request = m.ParsePayload<InflightDescription>();
         CheckInflightShape(request.NumQueues, request.QueueSize);
-        ulong size = request.NumQueues * SplitInflightTracker.RegionSize(request.QueueSize);
+        ulong size = request.NumQueues * InflightRegionSize(request.QueueSize);
         using var fd = FileDescriptors.CreateMemfd("sharpvhost-inflight", (long)size);
         ReplaceInflight(new InflightArea(MemoryMapping.Map(fd, 0, size, writable: true), request.NumQueues, request.QueueSize));
         Span<int> fds = [(int)fd.DangerousGetHandle()];
@@ -375,7 +380,7 @@ public sealed class BackendSession : IDisposable
         var description = m.ParsePayload<InflightDescription>();
         CheckInflightShape(description.NumQueues, description.QueueSize);
         using var fd = m.Fds.Take(0);
-        ulong needed = description.NumQueues * SplitInflightTracker.RegionSize(description.QueueSize);
+        ulong needed = description.NumQueues * InflightRegionSize(description.QueueSize);
         if (description.MmapSize < needed || description.MmapOffset + description.MmapSize < description.MmapOffset
             || description.MmapOffset + description.MmapSize > (ulong)FileDescriptors.SizeOf(fd)
             || description.MmapOffset % (ulong)FileDescriptors.PageSize != 0)
@@ -386,7 +391,7 @@ public sealed class BackendSession : IDisposable
     private void CheckInflightShape(ushort numQueues, ushort queueSize)
     {
         if (numQueues == 0 || numQueues > _queues.Length) throw new VhostUserSessionException($"inflight area for {numQueues} queues; the device has {_queues.Length}");
-        if (!SplitRingLayout.IsValidQueueSize(queueSize)) throw new VhostUserSessionException($"inflight queue size {queueSize} is not valid");
+        if (!(PackedNegotiated ? PackedRingLayout.IsValidQueueSize(queueSize) : SplitRingLayout.IsValidQueueSize(queueSize))) throw new VhostUserSessionException($"inflight queue size {queueSize} is not valid");
     }
 
     private void ReplaceInflight(InflightArea area)
@@ -401,14 +406,25 @@ public sealed class BackendSession : IDisposable
         _inflight = area;
     }
 
-    /// <summary>Gives a starting split queue its slice of the inflight area, if the frontend set one up for its shape.</summary>
+    /// <summary>Gives a starting queue (split or packed) its slice of the inflight area, if the frontend set one up for its shape.</summary>
     private void AttachInflight(QueueSlot slot)
     {
-        if (slot.Queue is not SplitQueue split) return;
-        split.Inflight = _inflight is { } area && slot.Index < area.NumQueues && split.Size == area.QueueSize
-            ? new SplitInflightTracker(area.Mapping.Address + (nint)((ulong)slot.Index * SplitInflightTracker.RegionSize(area.QueueSize)), area.QueueSize)
-            : null;
+        // The area was sized when it was made: a layout that changed since must not run past its end.
+        bool fits = _inflight is { } area && slot.Index < area.NumQueues && slot.Queue.Size == area.QueueSize
+            && (ulong)(slot.Index + 1) * InflightRegionSize(area.QueueSize) <= area.Mapping.Length;
+        nint region = fits ? _inflight!.Mapping.Address + (nint)((ulong)slot.Index * InflightRegionSize(_inflight.QueueSize)) : 0;
+        if (slot.Queue is SplitQueue split) split.Inflight = fits ? new SplitInflightTracker(region, split.Size) : null;
+        else if (slot.Queue is PackedQueue packed) packed.Inflight = fits ? new PackedInflightTracker(region, packed.Size) : null;
     }
+
+    /// <summary>
+    /// One queue's share of the inflight area, for the negotiated layout (QEMU sets features before it
+    /// asks for the area). Each tracker marks its own layout, so a region written for the other starts afresh.
+    /// </summary>
+    private ulong InflightRegionSize(int queueSize) => PackedNegotiated
+        ? PackedInflightTracker.RegionSize(queueSize) : SplitInflightTracker.RegionSize(queueSize);
+
+    private bool PackedNegotiated => VirtioFeatureBits.Has(_features, VirtioFeatureBits.RingPacked);
 
     private sealed record InflightArea(MemoryMapping Mapping, ushort NumQueues, ushort QueueSize);
 

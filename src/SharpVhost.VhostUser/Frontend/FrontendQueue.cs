@@ -3,11 +3,11 @@ using SharpVhost.Virtio;
 
 namespace SharpVhost.VhostUser.Frontend;
 
-/// <summary>A queue the frontend set up on the backend: the driver-side ring plus its kick and call eventfds.</summary>
-public sealed class FrontendQueue(int index, SplitDriverQueue ring, EventFd kick, EventFd call) : IDisposable
+/// <summary>A queue the frontend set up on the backend: the driver-side ring (split or packed) plus its kick and call eventfds.</summary>
+public sealed class FrontendQueue(int index, IDriverQueue ring, EventFd kick, EventFd call) : IDisposable
 {
     public int Index { get; } = index;
-    public SplitDriverQueue Ring { get; } = ring;
+    public IDriverQueue Ring { get; } = ring;
     /// <summary>We signal it to tell the backend there is work.</summary>
     public EventFd Kick { get; } = kick;
     /// <summary>The backend signals it when it wants our attention (used buffers).</summary>

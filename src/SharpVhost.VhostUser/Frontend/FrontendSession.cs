@@ -9,7 +9,7 @@ namespace SharpVhost.VhostUser.Frontend;
 
 /// <summary>
 /// The driver half of vhost-user, device-agnostic: connects to any backend (ours, qemu-storage-daemon,
-/// DPDK), negotiates features, shares memory from a memfd and sets up split rings, as QEMU would.
+/// DPDK), negotiates features, shares memory from a memfd and sets up split or packed rings, as QEMU would.
 /// Device clients (block, net) build on it. Control calls are not thread-safe: one owner drives them.
 /// </summary>
 public sealed class FrontendSession : IDisposable
@@ -101,15 +101,33 @@ public sealed class FrontendSession : IDisposable
     {
         var memory = Memory ?? throw new InvalidOperationException("share memory first");
         if (index >= MaxQueues) throw new ArgumentOutOfRangeException(nameof(index), $"backend has {MaxQueues} queues");
-        var placement = SplitRingPlacement.At(memory.Allocate(SplitRingPlacement.At(0, size).End + 16, 4096), size);
-        var ring = new SplitDriverQueue(memory.Memory, placement, size, VirtioFeatureBits.Has(Features, VirtioFeatureBits.RingEventIdx));
+        bool eventIndex = VirtioFeatureBits.Has(Features, VirtioFeatureBits.RingEventIdx);
+        IDriverQueue ring;
+        ulong desc, used, avail;
+        uint vringBase;
+        if (VirtioFeatureBits.Has(Features, VirtioFeatureBits.RingPacked))
+        {
+            // Packed: SET_VRING_ADDR's used and avail fields carry the device and driver areas; the base
+            // starts at position 0 with both wrap counters at 1 (avail in bit 15, used in bit 31).
+            var placement = PackedRingPlacement.At(memory.Allocate(PackedRingPlacement.At(0, size).End + 16, 4096), size);
+            ring = new PackedDriverQueue(memory.Memory, placement, size, eventIndex);
+            (desc, used, avail) = (placement.Descriptors, placement.DeviceArea, placement.DriverArea);
+            vringBase = 0x8000_8000;
+        }
+        else
+        {
+            var placement = SplitRingPlacement.At(memory.Allocate(SplitRingPlacement.At(0, size).End + 16, 4096), size);
+            ring = new SplitDriverQueue(memory.Memory, placement, size, eventIndex);
+            (desc, used, avail) = (placement.Descriptors, placement.Used, placement.Avail);
+            vringBase = 0;
+        }
         var kick = EventFd.Create(nonBlocking: true);
         var call = EventFd.Create(nonBlocking: true);
         var queue = new FrontendQueue(index, ring, kick, call);
         _connection.Send(FrontEndRequest.SetVringNum, new VringState((uint)index, (uint)size));
-        _connection.Send(FrontEndRequest.SetVringBase, new VringState((uint)index, 0));
+        _connection.Send(FrontEndRequest.SetVringBase, new VringState((uint)index, vringBase));
         _connection.Send(FrontEndRequest.SetVringAddr, new VringAddress((uint)index, VringAddressFlags.None,
-            memory.ToFrontendVirtual(placement.Descriptors), memory.ToFrontendVirtual(placement.Used), memory.ToFrontendVirtual(placement.Avail), 0));
+            memory.ToFrontendVirtual(desc), memory.ToFrontendVirtual(used), memory.ToFrontendVirtual(avail), 0));
         SendVringFd(FrontEndRequest.SetVringCall, index, call.Fd);
         SendVringFd(FrontEndRequest.SetVringKick, index, kick.Fd);
         _connection.Send(FrontEndRequest.SetVringEnable, new VringState((uint)index, 1));

@@ -40,6 +40,11 @@ public sealed class BlockGuestTests
 
         AssertGuestVerified(run, seed);
         Assert.Equal(queues.ToString(), run.Single("SV-QUEUES"));
+        // Our backend offers RING_PACKED, so packed=on must really give the guest a packed ring
+        // (qsd 7.2 silently runs a split one). The guest lists feature bits as a string, bit 0 first.
+        const int RingPacked = 34;
+        if (packed && backend.StartsWith("sharpvhost", StringComparison.Ordinal))
+            Assert.True(run.Single("SV-FEATURES")[RingPacked] == '1', $"packed ring not negotiated: {run.Single("SV-FEATURES")}");
         Assert.Equal((BlockPatterns.DiskBytes / 512).ToString(), run.Single("SV-SIZE"));
         // The script spreads its I/O over the vCPUs, so every queue must have completed requests.
         var interrupts = run.Tagged("SV-IRQ").ToDictionary(words => words[0], words => long.Parse(words[1]));

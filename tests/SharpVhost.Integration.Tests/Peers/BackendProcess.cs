@@ -86,6 +86,15 @@ public sealed class BackendProcess : IRunningBackend
         lock (_log) _log.AppendLine(line);
     }
 
+    /// <summary>SIGKILL, no grace: a crash, for the reconnect tests.</summary>
+    public async Task CrashAsync()
+    {
+        if (_process.HasExited) return;
+        _process.Kill();
+        using var bounded = new CancellationTokenSource(StopGrace);
+        await _process.WaitForExitAsync(bounded.Token);
+    }
+
     public async ValueTask DisposeAsync()
     {
         try

@@ -8,8 +8,8 @@ public static class BlockBackends
         new Dictionary<string, Func<IBlockBackendUnderTest>>
         {
             ["qemu-storage-daemon"] = () => new QemuStorageDaemonBlockBackend(),
-            // ["sharpvhost-direct"] = () => new SharpVhostBlockBackend("direct"),
-            // ["sharpvhost-checked"] = () => new SharpVhostBlockBackend("checked"),
+            ["sharpvhost-direct"] = () => new SharpVhostBlockBackend("direct"),
+            ["sharpvhost-checked"] = () => new SharpVhostBlockBackend("checked"),
         };
 
     public static IBlockBackendUnderTest Get(string name) => All[name]();

@@ -2,9 +2,8 @@ namespace SharpVhost.Integration.Tests.Peers;
 
 /// <summary>
 /// Our backend: `sharpvhost blk --socket-path PATH --blk-file FILE --num-queues N --metadata M`.
-/// Not yet in <see cref="BlockBackends.All"/>: add it there once the command exists.
 /// </summary>
-public sealed class SharpVhostBlockBackend(string metadata) : IBlockBackendUnderTest
+public sealed class SharpVhostBlockBackend(string metadata, params string[] extraArguments) : IBlockBackendUnderTest
 {
     public string Name => "sharpvhost-" + metadata;
 
@@ -18,6 +17,7 @@ public sealed class SharpVhostBlockBackend(string metadata) : IBlockBackendUnder
             "--blk-file", request.ImagePath,
             "--num-queues", request.NumQueues.ToString(),
             "--metadata", metadata,
+            .. extraArguments,
         ];
         return await BackendProcess.StartAsync(
             Name + "-" + Path.GetFileName(request.SocketPath), program, arguments, [request.SocketPath], request.LogDirectory);

@@ -1,0 +1,553 @@
+using SharpVhost.Memory;
+
+namespace SharpVhost.Virtio;
+
+/// <summary>
+/// The device side of a packed virtqueue (virtio 1.2, 2.8): pops descriptor chains the driver made
+/// available by wrap counter, and writes used descriptors back into the same ring, in completion
+/// order (in order or not), each naming the buffer id and skipping the chain's descriptor count.
+///
+/// Threading and invalidation are those of <see cref="SplitQueue"/>: configuration on the control
+/// path, everything else on the queue's one worker inside a memory read section after
+/// <see cref="Attach"/>; ring pointers are re-derived lazily when the snapshot's generation changes.
+///
+/// Every guest-controlled value is checked (availability and wrap counter of every descriptor of a
+/// chain, buffer ids, chain lengths, indirect tables, addresses); a violation throws
+/// <see cref="VirtqueueException"/> inside and marks this queue (only) broken until it is reset.
+/// </summary>
+public sealed unsafe class PackedQueue : IDeviceQueue
+{
+    private readonly PackedDirectRingAccessor _direct = new();
+    private readonly PackedCheckedRingAccessor _checked = new();
+    private PackedRingAccessor _accessor;
+    private GuestMemory _memory = GuestMemory.Empty;
+    private long _boundGeneration = -1;
+    private int _configVersion, _boundConfigVersion = -1;
+
+    // Where the next available chain starts, and the driver's wrap counter we expect there.
+    private int _nextAvail;
+    private bool _availWrap = true;
+    // Where the next used descriptor goes, and our wrap counter.
+    private int _nextUsed;
+    private bool _usedWrap = true;
+
+    // Per buffer id: popped and not yet used, and how many ring descriptors its chain took.
+    private bool[] _idInFlight = [];
+    private ushort[] _chainDescriptors = [];
+    private int _descriptorsInFlight;
+
+    // Batching: the first used descriptor of a batch gets its flags last, so the driver sees the batch at once.
+    private int _pendingSlot = -1;
+    private ushort _pendingFlags;
+    private int _publishedUsed;   // extended position (PackedRingLayout.Extended) after the last flush
+    private int _signalledUsed;
+    private bool _signalledValid;
+    private int _pendingInterrupt;
+    private bool _kicksDisabled;
+
+    // Crash recovery (INFLIGHT_SHMFD): buffers to process again, oldest first; the chain being popped, saved.
+    private ushort[] _resubmit = [];
+    private int _resubmitNext;
+    private bool _recoveryPending = true;
+    private PackedDescriptor[] _popped = [];
+
+    public PackedQueue(int index, MetadataAccess access = MetadataAccess.Direct)
+    {
+        Index = index;
+        Access = access;
+        _accessor = _checked;
+    }
+
+    public int Index { get; }
+    public MetadataAccess Access { get; set; }
+    public int Size { get; private set; }
+    public RingAddresses Rings { get; private set; }
+    public bool EventIndex { get; set; }
+    public bool NotifyOnEmpty { get; set; }
+    public QueueCounters Counters { get; } = new();
+    public string? BrokenReason { get; private set; }
+    public bool IsBroken => BrokenReason is not null;
+    /// <summary>True while the last bind used direct pointers.</summary>
+    public bool UsingDirectAccess => ReferenceEquals(_accessor, _direct) && _boundGeneration >= 0;
+
+    public int NextAvail => _nextAvail;
+    public bool AvailWrapCounter => _availWrap;
+    public int NextUsed => _nextUsed;
+    public bool UsedWrapCounter => _usedWrap;
+
+    // ---- control path ----
+
+    public void SetSize(int size)
+    {
+        if (!PackedRingLayout.IsValidQueueSize(size)) throw new VirtqueueException($"queue size {size} is not between 1 and {PackedRingLayout.MaxQueueSize}");
+        Size = size;
+        _idInFlight = new bool[size];
+        _chainDescriptors = new ushort[size];
+        _popped = new PackedDescriptor[size];
+        _descriptorsInFlight = 0;
+        _configVersion++;
+    }
+
+    public void SetRings(RingAddresses rings)
+    {
+        Rings = rings;
+        _configVersion++;
+    }
+
+    /// <summary>
+    /// vhost-user's vring base for a packed ring: bits 0-14 the next available position, bit 15 the
+    /// driver's wrap counter there; bits 16-30 and 31 the used position and wrap counter as QEMU
+    /// records them. A frontend that sends only the low half (DPDK's form, or QEMU replaying a
+    /// backend that returned only that) gets used = avail: no buffer was in flight when the ring stopped.
+    /// </summary>
+    public void SetBase(uint vringBase)
+    {
+        _nextAvail = (int)(vringBase & 0x7fff);
+        _availWrap = (vringBase & PackedRingLayout.WrapBit) != 0;
+        uint used = vringBase >> 16;
+        if (used != 0)
+        {
+            _nextUsed = (int)(used & 0x7fff);
+            _usedWrap = (used & PackedRingLayout.WrapBit) != 0;
+        }
+        else
+        {
+            _nextUsed = _nextAvail;
+            _usedWrap = _availWrap;
+        }
+        // Buffers in flight before the stop (if the frontend says so) are not ours to complete.
+        Array.Clear(_idInFlight);
+        _descriptorsInFlight = 0;
+        _pendingSlot = -1;
+        _signalledValid = false;
+        _recoveryPending = true;
+        _configVersion++;
+    }
+
+    /// <summary>The inverse of <see cref="SetBase"/>: avail position and wrap in the low half, used in the high half.</summary>
+    public uint GetBase()
+        => (uint)_nextAvail | (_availWrap ? PackedRingLayout.WrapBit : 0u)
+           | ((uint)_nextUsed | (_usedWrap ? PackedRingLayout.WrapBit : 0u)) << 16;
+
+    public void Reset()
+    {
+        BrokenReason = null;
+        _nextAvail = _nextUsed = 0;
+        _availWrap = _usedWrap = true;
+        Array.Clear(_idInFlight);
+        _descriptorsInFlight = 0;
+        _pendingSlot = -1;
+        _signalledValid = false;
+        _pendingInterrupt = 0;
+        _resubmit = [];
+        _resubmitNext = 0;
+        _recoveryPending = true;
+        Inflight = null;
+        _boundGeneration = -1;
+        _memory = GuestMemory.Empty;
+        _configVersion++;
+    }
+
+    // ---- worker ----
+
+    public bool Attach(GuestMemory memory)
+    {
+        if (IsBroken) return false;
+        if (memory.Generation == _boundGeneration && _configVersion == _boundConfigVersion && ReferenceEquals(memory, _memory)) return true;
+        try
+        {
+            Bind(memory);
+            return true;
+        }
+        catch (VirtqueueException e)
+        {
+            MarkBroken(e.Message);
+            return false;
+        }
+    }
+
+    private void Bind(GuestMemory memory)
+    {
+        if (Size == 0) throw new VirtqueueException("queue size was never set");
+        if (_nextAvail >= Size || _nextUsed >= Size)
+            throw new VirtqueueException($"vring base (avail {_nextAvail}, used {_nextUsed}) lies outside a ring of {Size}");
+        if (_boundGeneration >= 0) Counters.Revalidations++;
+        _memory = memory;
+        _boundGeneration = memory.Generation;
+        _boundConfigVersion = _configVersion;
+        _kicksDisabled = false; // the device area may be a different one now: write it afresh
+        if (Access == MetadataAccess.Direct && _direct.Bind(memory, Rings, Size))
+        {
+            _accessor = _direct;
+            Counters.DirectBinds++;
+        }
+        else
+        {
+            if (Access == MetadataAccess.Direct) Counters.DirectFallbacks++;
+            if (!_checked.Bind(memory, Rings, Size)) throw new VirtqueueException(_checked.BindError!);
+            _accessor = _checked;
+            Counters.CheckedBinds++;
+        }
+        if (_recoveryPending)
+        {
+            _recoveryPending = false;
+            if (Inflight is { } inflight) Recover(inflight);
+        }
+    }
+
+    /// <summary>
+    /// Where in-flight buffers are recorded for crash recovery (INFLIGHT_SHMFD), or null. Set on the
+    /// control path before the queue starts; recovery runs at the first bind after <see cref="SetBase"/>.
+    /// </summary>
+    public PackedInflightTracker? Inflight { get; set; }
+
+    /// <summary>Buffers resubmitted from the inflight region since the queue started (for tests and logs).</summary>
+    public int Resubmitted => _resubmitNext;
+
+    /// <summary>
+    /// Takes the positions from the inflight region, not from the base the frontend restored (after a
+    /// crash that base is stale): the recorded used position, moved past any batch the ring shows
+    /// exposed after the last record, and the avail position that many descriptors in flight further on.
+    /// </summary>
+    private void Recover(PackedInflightTracker inflight)
+    {
+        if (inflight.Size != Size) throw new VirtqueueException($"inflight region is for {inflight.Size} descriptors, the queue has {Size}");
+        if (!inflight.Load(_nextUsed, _usedWrap, out int used, out bool wrap)) return;
+        for (int guard = 0; guard < Size; guard++)
+        {
+            var d = _accessor.ReadDescriptor(used);
+            if (!PackedRingLayout.IsUsed(d.Flags, wrap)) break;
+            int count = inflight.Complete(d.Id); // exposed just before the crash, not yet recorded
+            if (count == 0) break;
+            Advance(ref used, ref wrap, count);
+        }
+        inflight.SetUsed(used, wrap);
+        _resubmit = inflight.Pending(out int descriptors);
+        _resubmitNext = 0;
+        Array.Clear(_idInFlight);
+        foreach (ushort id in _resubmit)
+        {
+            _idInFlight[id] = true;
+            _chainDescriptors[id] = (ushort)inflight.DescriptorCount(id);
+        }
+        _descriptorsInFlight = descriptors;
+        _nextUsed = used;
+        _usedWrap = wrap;
+        Advance(ref used, ref wrap, descriptors);
+        _nextAvail = used;
+        _availWrap = wrap;
+    }
+
+    private void Advance(ref int index, ref bool wrap, int by)
+    {
+        index += by;
+        while (index >= Size) { index -= Size; wrap = !wrap; }
+    }
+
+    public void MarkBroken(string reason)
+    {
+        BrokenReason ??= reason;
+        Counters.Errors++;
+    }
+
+    /// <summary>Pops the next available chain. False when none is available or the queue is broken.</summary>
+    public bool TryPop(DescriptorChain chain)
+    {
+        if (IsBroken) return false;
+        try
+        {
+            if (_resubmitNext < _resubmit.Length)
+            {
+                ushort id = _resubmit[_resubmitNext++];
+                ReadSavedChain(id, _popped.AsSpan(0, Inflight!.ReadSaved(id, _popped)), chain);
+                Counters.Requests++;
+                Counters.ReadableBytes += chain.ReadableBytes;
+                return true;
+            }
+            var head = _accessor.ReadDescriptor(_nextAvail);
+            if (!PackedRingLayout.IsAvailable(head.Flags, _availWrap))
+            {
+                // AVAIL and USED both at our wrap counter: nothing either side may write at the next available slot.
+                if (PackedRingLayout.IsUsed(head.Flags, _availWrap))
+                    throw new VirtqueueException($"descriptor {_nextAvail} carries used flags of the current pass (wrap counter confusion)");
+                return false;
+            }
+            ReadChain(head, chain);
+            Counters.Requests++;
+            Counters.ReadableBytes += chain.ReadableBytes;
+            return true;
+        }
+        catch (VirtqueueException e)
+        {
+            MarkBroken(e.Message);
+            return false;
+        }
+    }
+
+    private void ReadChain(PackedDescriptor d, DescriptorChain chain)
+    {
+        chain.Reset(0);
+        int slot = _nextAvail;
+        bool wrap = _availWrap;
+        // Never more descriptors than the ring holds beside those still in flight: more means the
+        // driver reused slots the device has not returned, or a chain that runs round the ring.
+        int budget = Size - _descriptorsInFlight;
+        ushort id;
+        while (true)
+        {
+            if (--budget < 0) throw new VirtqueueException($"descriptor chain from {_nextAvail} is longer than the free part of the ring ({Size - _descriptorsInFlight})");
+            if (chain.DescriptorCount > 0) d = _accessor.ReadDescriptor(slot); // the head was read by TryPop
+            if (!PackedRingLayout.IsAvailable(d.Flags, wrap))
+                throw new VirtqueueException($"descriptor {slot} continues a chain but is not available in pass {(wrap ? 1 : 0)} (flags {d.Flags:x})");
+            if (Inflight is not null) _popped[chain.DescriptorCount] = d; // the budget keeps this inside the ring's size
+            chain.DescriptorCount++;
+            if (++slot == Size) { slot = 0; wrap = !wrap; }
+            if (d.IsIndirect)
+            {
+                if (chain.DescriptorCount != 1 || d.HasNext) throw new VirtqueueException($"indirect descriptor at {_nextAvail} is not alone in its chain");
+                ReadIndirect(d, chain);
+                id = d.Id;
+                break;
+            }
+            AddSegments(d.Address, d.Length, d.IsDeviceWritable, chain);
+            if (!d.HasNext) { id = d.Id; break; } // the buffer id is the last descriptor's
+        }
+        if (id >= Size) throw new VirtqueueException($"buffer id {id} is out of range (queue size {Size})");
+        if (_idInFlight[id]) throw new VirtqueueException($"buffer id {id} is already in flight");
+        _idInFlight[id] = true;
+        _chainDescriptors[id] = (ushort)chain.DescriptorCount;
+        _descriptorsInFlight += chain.DescriptorCount;
+        chain.Id = id;
+        _nextAvail = slot;
+        _availWrap = wrap;
+        Inflight?.OnPopped(id, _popped.AsSpan(0, chain.DescriptorCount));
+    }
+
+    /// <summary>A buffer in flight at a crash, from the descriptors the inflight region saved (checked again: the region is the frontend's).</summary>
+    private void ReadSavedChain(ushort id, ReadOnlySpan<PackedDescriptor> saved, DescriptorChain chain)
+    {
+        chain.Reset(id);
+        if (saved.IsEmpty) throw new VirtqueueException($"inflight region: buffer {id} has no descriptors");
+        foreach (var d in saved)
+        {
+            chain.DescriptorCount++;
+            if (d.IsIndirect)
+            {
+                if (saved.Length != 1) throw new VirtqueueException($"inflight region: indirect descriptor of buffer {id} is not alone");
+                ReadIndirect(d, chain);
+                break;
+            }
+            AddSegments(d.Address, d.Length, d.IsDeviceWritable, chain);
+        }
+    }
+
+    /// <summary>
+    /// A packed indirect table is a plain array of descriptors: no NEXT links; every flag but WRITE,
+    /// and the ids, are reserved and ignored (virtio 1.2, 2.8.11).
+    /// </summary>
+    private void ReadIndirect(in PackedDescriptor table, DescriptorChain chain)
+    {
+        if (table.Length == 0 || table.Length % PackedRingLayout.DescriptorSize != 0)
+            throw new VirtqueueException($"indirect table length {table.Length} is not a non-zero multiple of 16");
+        int count = (int)(table.Length / PackedRingLayout.DescriptorSize);
+        if (count > Size) throw new VirtqueueException($"indirect table has {count} entries, more than the queue size {Size}");
+        bool direct = _memory.TryTranslate(table.Address, table.Length, false, out nint tableHost);
+        if (!direct && !IsGuestRange(table.Address, table.Length))
+            throw new VirtqueueException($"indirect table [{table.Address:x}, +{table.Length}) is not guest memory");
+        for (int i = 0; i < count; i++)
+        {
+            var d = direct
+                ? System.Runtime.CompilerServices.Unsafe.ReadUnaligned<PackedDescriptor>((byte*)tableHost + i * PackedRingLayout.DescriptorSize)
+                : ReadChecked(table.Address + (ulong)i * PackedRingLayout.DescriptorSize);
+            AddSegments(d.Address, d.Length, d.IsDeviceWritable, chain);
+        }
+    }
+
+    private bool IsGuestRange(ulong gpa, ulong length)
+    {
+        if (gpa + length < gpa) return false;
+        while (length > 0)
+        {
+            var region = _memory.FindByGuest(gpa);
+            if (region is null) return false;
+            ulong n = Math.Min(length, region.Size - (gpa - region.GuestPhysicalAddress));
+            gpa += n;
+            length -= n;
+        }
+        return true;
+    }
+
+    private PackedDescriptor ReadChecked(ulong gpa)
+    {
+        try { return _memory.Read<PackedDescriptor>(gpa); }
+        catch (GuestMemoryException e) { throw new VirtqueueException("indirect table: " + e.Message); }
+    }
+
+    /// <summary>Segments are handed out as spans, so none may be longer than a span (descriptors may be up to 4 GiB - 1).</summary>
+    private const ulong MaxSegment = 1UL << 30;
+
+    /// <summary>Translates one descriptor, splitting it where it crosses from one region into an adjacent one, or exceeds <see cref="MaxSegment"/>.</summary>
+    private void AddSegments(ulong gpa, uint length, bool write, DescriptorChain chain)
+    {
+        if (length == 0) return;
+        if (gpa + length < gpa) throw new VirtqueueException($"descriptor address {gpa:x} + length {length} overflows");
+        if (length <= MaxSegment && _memory.TryTranslate(gpa, length, write, out nint host))
+        {
+            chain.Add(new BufferSegment(gpa, length, write, host));
+            return;
+        }
+        AddSegmentsSlow(gpa, length, write, chain);
+    }
+
+    /// <summary>A descriptor across adjacent regions, or longer than a segment may be.</summary>
+    private void AddSegmentsSlow(ulong gpa, uint length, bool write, DescriptorChain chain)
+    {
+        ulong address = gpa;
+        ulong remaining = length;
+        while (remaining > 0)
+        {
+            var region = _memory.FindByGuest(address);
+            if (region is null || (write && !region.Writable))
+                throw new VirtqueueException($"buffer [{gpa:x}, +{length}) is not {(write ? "writable " : "")}guest memory");
+            ulong offset = address - region.GuestPhysicalAddress;
+            ulong n = Math.Min(Math.Min(remaining, region.Size - offset), MaxSegment);
+            chain.Add(new BufferSegment(address, (uint)n, write, region.HostAddress + (nint)offset));
+            address += n;
+            remaining -= n;
+        }
+    }
+
+    /// <summary>
+    /// Writes a used descriptor for <paramref name="chain"/> without exposing it. With dirty logging,
+    /// the chain's device-writable pages are logged now, before any flags can expose them.
+    /// </summary>
+    public void AddUsed(DescriptorChain chain, uint written)
+    {
+        if (_memory.Log is { } log)
+            foreach (var s in chain.Writable) log.Mark(s.GuestAddress, s.Length);
+        AddUsed(chain.Id, written);
+        Counters.WritableBytes += written;
+    }
+
+    /// <summary>
+    /// Writes a used descriptor for buffer <paramref name="id"/> at the next used position and skips
+    /// the descriptors its chain took. Completion order is free (out of order is fine).
+    /// </summary>
+    public void AddUsed(ushort id, uint written)
+    {
+        if (IsBroken) return;
+        try
+        {
+            if (id >= Size || !_idInFlight[id]) throw new VirtqueueException($"device completed buffer id {id}, which is not in flight");
+            int count = _chainDescriptors[id];
+            _idInFlight[id] = false;
+            _descriptorsInFlight -= count;
+            int slot = _nextUsed;
+            ushort flags = (ushort)(PackedRingLayout.UsedFlags(_usedWrap) | (written > 0 ? VirtqDescriptor.FlagWrite : 0));
+            if (_pendingSlot < 0)
+            {
+                _accessor.WriteUsed(slot, id, written);
+                _pendingSlot = slot;
+                _pendingFlags = flags;
+            }
+            else
+            {
+                _accessor.WriteUsedAndPublish(slot, id, written, flags);
+            }
+            Inflight?.OnUsed(id);
+            _nextUsed += count;
+            if (_nextUsed >= Size) { _nextUsed -= Size; _usedWrap = !_usedWrap; }
+        }
+        catch (VirtqueueException e) { MarkBroken(e.Message); }
+    }
+
+    /// <summary>Exposes every used descriptor added so far: the batch's first flags, written last with release ordering.</summary>
+    public void FlushUsed()
+    {
+        if (IsBroken || _pendingSlot < 0) return;
+        try
+        {
+            _accessor.PublishFlags(_pendingSlot, _pendingFlags);
+            Inflight?.OnPublished(_nextUsed, _usedWrap);
+            _pendingSlot = -1;
+            _publishedUsed = PackedRingLayout.Extended(_nextUsed, _usedWrap, Size);
+            _pendingInterrupt = 1;
+        }
+        catch (VirtqueueException e) { MarkBroken(e.Message); }
+    }
+
+    public void Push(DescriptorChain chain, uint written)
+    {
+        AddUsed(chain, written);
+        FlushUsed();
+    }
+
+    /// <summary>
+    /// Whether the driver wants an interrupt for what was flushed since the last call, from the driver
+    /// event suppression structure: enabled, disabled, or (EVENT_IDX) a specific used position.
+    /// </summary>
+    public bool ShouldInterrupt()
+    {
+        if (IsBroken || _pendingInterrupt == 0) return false;
+        _pendingInterrupt = 0;
+        try
+        {
+            Interlocked.MemoryBarrier(); // our flags must be visible before we read the driver's wishes
+            bool need;
+            if (NotifyOnEmpty && !PackedRingLayout.IsAvailable(_accessor.ReadFlags(_nextAvail), _availWrap)) need = true;
+            else
+            {
+                uint ev = _accessor.ReadDriverEvent();
+                ushort flags = (ushort)((ev >> 16) & 3);
+                need = flags switch
+                {
+                    PackedRingLayout.EventDisable => false,
+                    // DESC is only meaningful with EVENT_IDX; without it (or reserved value 3) we notify.
+                    PackedRingLayout.EventDescriptor when EventIndex => !_signalledValid
+                        || PackedRingLayout.NeedsEvent((ushort)ev, _publishedUsed, _signalledUsed, Size),
+                    _ => true,
+                };
+            }
+            _signalledUsed = _publishedUsed;
+            _signalledValid = true;
+            if (need) Counters.Interrupts++;
+            return need;
+        }
+        catch (VirtqueueException e)
+        {
+            MarkBroken(e.Message);
+            return false;
+        }
+    }
+
+    /// <summary>Asks the driver not to kick while we are busy (with EVENT_IDX the event position is simply left behind).</summary>
+    public void DisableKicks()
+    {
+        if (IsBroken || EventIndex || _kicksDisabled) return;
+        try
+        {
+            _accessor.WriteDeviceEvent(0, PackedRingLayout.EventDisable);
+            _kicksDisabled = true;
+        }
+        catch (VirtqueueException e) { MarkBroken(e.Message); }
+    }
+
+    /// <summary>Asks for a kick at the next available descriptor, then re-checks: true means work arrived meanwhile.</summary>
+    public bool EnableKicks()
+    {
+        if (IsBroken) return false;
+        try
+        {
+            if (EventIndex) _accessor.WriteDeviceEvent((ushort)(_nextAvail | (_availWrap ? PackedRingLayout.WrapBit : 0)), PackedRingLayout.EventDescriptor);
+            else _accessor.WriteDeviceEvent(0, PackedRingLayout.EventEnable);
+            _kicksDisabled = false;
+            Interlocked.MemoryBarrier();
+            return PackedRingLayout.IsAvailable(_accessor.ReadFlags(_nextAvail), _availWrap);
+        }
+        catch (VirtqueueException e)
+        {
+            MarkBroken(e.Message);
+            return false;
+        }
+    }
+}
