@@ -35,6 +35,7 @@ public static class FuzzTargets
         ["codec"] = () => new CodecTarget(),
         ["session"] = () => new SessionTarget(),
         ["splitqueue"] = () => new SplitQueueTarget(),
+        ["packedqueue"] = () => new PackedQueueTarget(),
         ["blk"] = () => new BlockTarget(),
     };
 
