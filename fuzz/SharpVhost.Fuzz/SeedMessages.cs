@@ -43,7 +43,7 @@ public static class SeedMessages
             Bytes(new MemoryTable([new MemoryRegion(GuestBase, RegionSize, FrontendBase, 0)])), 1, VhostUserHeaderFlags.NeedReply);
 
     /// <summary>The opening of a block device session, as a front-end drives it (QEMU's order).</summary>
-    public static IEnumerable<Request> Opening(ulong features = 0x1_3000_0000 | (1ul << 9), int queues = 1)
+    public static IEnumerable<Request> Opening(ulong features = 0x1_3000_0000 | (1ul << 9), int queues = 1, uint vringBase = 0)
     {
         const ulong protocolFeatures = (ulong)(VhostUserProtocolFeatures.MultiQueue | VhostUserProtocolFeatures.ReplyAck
             | VhostUserProtocolFeatures.Config | VhostUserProtocolFeatures.ConfigureMemSlots);
@@ -60,7 +60,7 @@ public static class SeedMessages
         {
             ulong ringBase = FrontendBase + q * 0x4000;
             yield return State("set-vring-num", FrontEndRequest.SetVringNum, q, QueueSize, VhostUserHeaderFlags.NeedReply);
-            yield return State("set-vring-base", FrontEndRequest.SetVringBase, q, 0, VhostUserHeaderFlags.NeedReply);
+            yield return State("set-vring-base", FrontEndRequest.SetVringBase, q, vringBase, VhostUserHeaderFlags.NeedReply);
             yield return new("set-vring-addr", FrontEndRequest.SetVringAddr,
                 Bytes(new VringAddress(q, VringAddressFlags.None, ringBase + DescOffset, ringBase + UsedOffset, ringBase + AvailOffset, 0)), 0,
                 VhostUserHeaderFlags.NeedReply);

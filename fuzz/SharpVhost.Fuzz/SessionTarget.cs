@@ -272,6 +272,16 @@ public sealed class SessionTarget : IFuzzTarget
         byte[] inflightArea = [.. MemoryWrite(1 << 20, [0, 0, 0, 0, 0, 0, 0, 0, 1, 0, SeedMessages.QueueSize, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9])];
         yield return ("opening-with-inflight", [0, .. GuestWithOneRead(), .. inflightArea,
             .. SeedMessages.Opening().SelectMany(r => r.Id == FrontEndRequest.SetMemTable ? [.. Frame(r), .. Frame(setInflight)] : Frame(r)), .. closing]);
+        // RING_PACKED negotiated: queue 0 becomes a packed ring (base 0x8000: wrap counter 1) with a read in it.
+        const ushort avail = PackedRingLayout.FlagAvail, nextFlag = VirtqDescriptor.FlagNext, writeFlag = VirtqDescriptor.FlagWrite;
+        // (A packed descriptor is {addr, len, id, flags}: the split writer's "flags, next" land on "id, flags".)
+        var packedRead = new ImageBuilder(0x30)
+            .Descriptor(0, 0, 0x3800, 16, 0, avail | nextFlag)
+            .Descriptor(0, 1, 0x3a00, 512, 0, avail | nextFlag | writeFlag)
+            .Descriptor(0, 2, 0x3c00, 1, 0, avail | writeFlag);
+        yield return ("opening-packed-read-closing", [0, .. MemoryWrite(SeedMessages.DescOffset, packedRead.Image),
+            .. SeedMessages.Opening(features: 0x1_3000_0000 | (1ul << 9) | (1ul << VirtioFeatureBits.RingPacked), vringBase: 0x8000).SelectMany(r => Frame(r)),
+            .. closing]);
         // Requests before any memory or features: what an out-of-order front-end would send.
         yield return ("rings-before-memory", [0, .. SeedMessages.Opening().Where(r => r.Id != FrontEndRequest.SetMemTable).SelectMany(r => Frame(r))]);
         // A memory table whose region lies past the end of a one-page fd.
