@@ -5,6 +5,7 @@ var root = new RootCommand("SharpVhost: vhost-user virtio backends, a frontend l
 {
     DemoCommand.Create(),
     BlkCommand.Create(),
+    NetCommand.Create(),
     MmCheckCommand.Create(),
 };
 return root.Parse(args).Invoke();

@@ -31,6 +31,8 @@ public interface IDeviceQueue
     bool Attach(GuestMemory memory);
     void MarkBroken(string reason);
     bool TryPop(DescriptorChain chain);
+    /// <summary>Gives back the last <paramref name="count"/> popped chains, not yet used (net RX: buffers that turned out too few for a frame).</summary>
+    void UndoPop(int count);
     void AddUsed(DescriptorChain chain, uint written);
     void FlushUsed();
     bool ShouldInterrupt();

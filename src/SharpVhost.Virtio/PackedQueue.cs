@@ -51,6 +51,12 @@ public sealed unsafe class PackedQueue : IDeviceQueue
     private bool _recoveryPending = true;
     private PackedDescriptor[] _popped = [];
 
+    // The last pops from the ring (not resubmissions), newest at _popTop - 1, so UndoPop can give them back.
+    private int[] _popSlot = [];
+    private bool[] _popWrap = [];
+    private ushort[] _popId = [];
+    private int _popTop, _freshPops;
+
     public PackedQueue(int index, MetadataAccess access = MetadataAccess.Direct)
     {
         Index = index;
@@ -84,7 +90,12 @@ public sealed unsafe class PackedQueue : IDeviceQueue
         _idInFlight = new bool[size];
         _chainDescriptors = new ushort[size];
         _popped = new PackedDescriptor[size];
+        _popSlot = new int[size];
+        _popWrap = new bool[size];
+        _popId = new ushort[size];
+        _popTop = _freshPops = 0;
         _descriptorsInFlight = 0;
+        _freshPops = 0;
         _configVersion++;
     }
 
@@ -118,6 +129,7 @@ public sealed unsafe class PackedQueue : IDeviceQueue
         // Buffers in flight before the stop (if the frontend says so) are not ours to complete.
         Array.Clear(_idInFlight);
         _descriptorsInFlight = 0;
+        _freshPops = 0;
         _pendingSlot = -1;
         _signalledValid = false;
         _recoveryPending = true;
@@ -136,6 +148,7 @@ public sealed unsafe class PackedQueue : IDeviceQueue
         _availWrap = _usedWrap = true;
         Array.Clear(_idInFlight);
         _descriptorsInFlight = 0;
+        _freshPops = 0;
         _pendingSlot = -1;
         _signalledValid = false;
         _pendingInterrupt = 0;
@@ -231,6 +244,7 @@ public sealed unsafe class PackedQueue : IDeviceQueue
             _chainDescriptors[id] = (ushort)inflight.DescriptorCount(id);
         }
         _descriptorsInFlight = descriptors;
+        _freshPops = 0;
         _nextUsed = used;
         _usedWrap = wrap;
         Advance(ref used, ref wrap, descriptors);
@@ -284,6 +298,31 @@ public sealed unsafe class PackedQueue : IDeviceQueue
         }
     }
 
+    /// <summary>
+    /// Gives back the last <paramref name="count"/> popped chains, not yet used: the ring position and
+    /// wrap counter go back to where they started and their ids leave flight (net receive queues pop
+    /// buffers for a frame before knowing they are enough).
+    /// </summary>
+    public void UndoPop(int count)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(count, Size);
+        int fresh = Math.Min(count, _freshPops);
+        for (int i = 0; i < fresh; i++)
+        {
+            _popTop = (_popTop - 1 + Size) % Size;
+            ushort id = _popId[_popTop];
+            _nextAvail = _popSlot[_popTop];
+            _availWrap = _popWrap[_popTop];
+            _idInFlight[id] = false;
+            _descriptorsInFlight -= _chainDescriptors[id];
+            Inflight?.Complete(id);
+        }
+        _freshPops -= fresh;
+        _resubmitNext -= count - fresh; // resubmitted buffers stay in flight; they are just popped again
+        Counters.Requests -= count;
+    }
+
     private void ReadChain(PackedDescriptor d, DescriptorChain chain)
     {
         chain.Reset(0);
@@ -316,6 +355,11 @@ public sealed unsafe class PackedQueue : IDeviceQueue
         if (_idInFlight[id]) throw new VirtqueueException($"buffer id {id} is already in flight");
         _idInFlight[id] = true;
         _chainDescriptors[id] = (ushort)chain.DescriptorCount;
+        _popSlot[_popTop] = _nextAvail;
+        _popWrap[_popTop] = _availWrap;
+        _popId[_popTop] = id;
+        _popTop = (_popTop + 1) % Size;
+        if (_freshPops < Size) _freshPops++;
         _descriptorsInFlight += chain.DescriptorCount;
         chain.Id = id;
         _nextAvail = slot;

@@ -89,6 +89,12 @@ public sealed unsafe class SplitInflightTracker
         Volatile.Write(ref InflightFlag(head), 1);
     }
 
+    /// <summary>A popped head was given back unused (<see cref="SplitQueue.UndoPop"/>): no longer in flight.</summary>
+    public void OnUnpopped(ushort head)
+    {
+        if (head < _size) Volatile.Write(ref InflightFlag(head), 0);
+    }
+
     /// <summary>A used element for <paramref name="head"/> was written (not yet published).</summary>
     public void OnUsed(ushort head)
     {

@@ -23,6 +23,7 @@ public sealed unsafe class SplitQueue : IDeviceQueue
     private long _boundGeneration = -1;
     private int _configVersion, _boundConfigVersion = -1;
 
+    private int _freshPops;         // pops from the avail ring (not resubmissions) that UndoPop may give back, at most Size
     private ushort _lastAvail;      // next avail slot to consume (free-running)
     private ushort _cachedAvailIdx; // last avail.idx read from the driver
     private ushort _usedIndex;      // next used idx to publish (free-running)
@@ -76,6 +77,7 @@ public sealed unsafe class SplitQueue : IDeviceQueue
     public void SetBase(ushort lastAvailIndex)
     {
         _lastAvail = _cachedAvailIdx = lastAvailIndex;
+        _freshPops = 0;
         _usedIndexKnown = false;
         _signalledValid = false;
         _configVersion++;
@@ -101,6 +103,7 @@ public sealed unsafe class SplitQueue : IDeviceQueue
         _memory = GuestMemory.Empty;
         _resubmit = [];
         _resubmitNext = 0;
+        _freshPops = 0;
         Inflight = null;
         _configVersion++;
     }
@@ -156,6 +159,7 @@ public sealed unsafe class SplitQueue : IDeviceQueue
                 // follows them all, whatever base the frontend restored.
                 _resubmit = inflight.Recover(_usedIndex, out int inFlight);
                 _resubmitNext = 0;
+                _freshPops = 0;
                 _lastAvail = _cachedAvailIdx = (ushort)(_usedIndex + inFlight);
             }
         }
@@ -206,6 +210,7 @@ public sealed unsafe class SplitQueue : IDeviceQueue
             ReadChain(head, chain);
             Inflight?.OnPopped(head);
             _lastAvail++;
+            if (_freshPops < Size) _freshPops++;
             Counters.Requests++;
             Counters.ReadableBytes += chain.ReadableBytes;
             return true;
@@ -215,6 +220,27 @@ public sealed unsafe class SplitQueue : IDeviceQueue
             MarkBroken(e.Message);
             return false;
         }
+    }
+
+    /// <summary>
+    /// Gives back the last <paramref name="count"/> popped chains, unused, so the next pops return them
+    /// again: a net receive queue pops buffers for a frame before it knows they are enough (mergeable
+    /// RX buffers) and returns them when they are not. Only for chains not yet added to the used ring.
+    /// </summary>
+    public void UndoPop(int count)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(count, Size);
+        // Fresh pops come after any resubmitted ones: give those back first, clearing their inflight marks.
+        int fresh = Math.Min(count, _freshPops);
+        for (int i = 0; i < fresh; i++)
+        {
+            _lastAvail--;
+            if (Inflight is { } inflight && !IsBroken) inflight.OnUnpopped(_accessor.ReadAvailEntry(_lastAvail & (Size - 1)));
+        }
+        _freshPops -= fresh;
+        _resubmitNext -= count - fresh; // resubmitted requests stay in flight; they are just popped again
+        Counters.Requests -= count;
     }
 
     private void ReadChain(ushort head, DescriptorChain chain)

@@ -13,7 +13,7 @@ namespace SharpVhost.Devices.Block;
 internal sealed class BlockRequestProcessor(IBlockStorage storage, byte[] serial, BlockDeviceOptions options) : IQueueProcessor
 {
     private readonly DescriptorChain _chain = new();
-    private readonly byte[] _segmentBuffer = new byte[VirtioBlk.DiscardSegmentSize];
+    private byte[] _segmentBuffer = new byte[VirtioBlk.DiscardSegmentSize];
 
     public int Process(IDeviceQueue queue, GuestMemory memory, int budget)
     {
@@ -86,6 +86,7 @@ internal sealed class BlockRequestProcessor(IBlockStorage storage, byte[] serial
         {
             var span = chain.GetSpan(writable[i]);
             if (i == writable.Length - 1) span = span[..^1]; // the status byte
+            if (span.IsEmpty) continue; // the status alone in its buffer: no storage call for nothing
             storage.Read(span, offset);
             offset += span.Length;
         }
@@ -134,21 +135,31 @@ internal sealed class BlockRequestProcessor(IBlockStorage storage, byte[] serial
         uint payload = chain.ReadableBytes - VirtioBlk.HeaderSize;
         if (payload == 0 || payload % VirtioBlk.DiscardSegmentSize != 0) return VirtioBlk.StatusIoError;
         uint count = payload / VirtioBlk.DiscardSegmentSize;
-        if (count > options.MaxDiscardSegments) return VirtioBlk.StatusIoError;
-        var segment = _segmentBuffer.AsSpan();
-        for (uint i = 0; i < count; i++)
+        if (count > options.MaxDiscardSegments || count > int.MaxValue / VirtioBlk.DiscardSegmentSize) return VirtioBlk.StatusIoError;
+        // One copy of every segment (the guest may rewrite them meanwhile), all checked before the
+        // storage is touched: a refused request changes nothing. The buffer is at most
+        // MaxDiscardSegments x 16 bytes and reused.
+        int bytes = (int)count * VirtioBlk.DiscardSegmentSize;
+        if (_segmentBuffer.Length < bytes) _segmentBuffer = new byte[bytes];
+        var segments = _segmentBuffer.AsSpan(0, bytes);
+        chain.CopyFromReadable(VirtioBlk.HeaderSize, segments);
+        for (int pass = 0; pass < 2; pass++)
         {
-            chain.CopyFromReadable(VirtioBlk.HeaderSize + (int)i * VirtioBlk.DiscardSegmentSize, segment);
-            ulong sector = BinaryPrimitives.ReadUInt64LittleEndian(segment);
-            uint sectors = BinaryPrimitives.ReadUInt32LittleEndian(segment[8..]);
-            uint flags = BinaryPrimitives.ReadUInt32LittleEndian(segment[12..]);
-            if (sectors > options.MaxDiscardSectors) return VirtioBlk.StatusIoError;
-            if (!InRange(sector, (ulong)sectors * VirtioBlk.SectorSize, out long offset)) return VirtioBlk.StatusIoError;
-            if (!zero && flags != 0) return VirtioBlk.StatusUnsupported;
-            if (zero && (flags & ~VirtioBlk.WriteZeroesUnmap) != 0) return VirtioBlk.StatusUnsupported;
-            long length = (long)sectors * VirtioBlk.SectorSize;
-            if (zero) storage.WriteZeroes(offset, length, (flags & VirtioBlk.WriteZeroesUnmap) != 0);
-            else storage.Discard(offset, length);
+            for (int i = 0; i < (int)count; i++)
+            {
+                var segment = segments.Slice(i * VirtioBlk.DiscardSegmentSize, VirtioBlk.DiscardSegmentSize);
+                ulong sector = BinaryPrimitives.ReadUInt64LittleEndian(segment);
+                uint sectors = BinaryPrimitives.ReadUInt32LittleEndian(segment[8..]);
+                uint flags = BinaryPrimitives.ReadUInt32LittleEndian(segment[12..]);
+                if (sectors > options.MaxDiscardSectors) return VirtioBlk.StatusIoError;
+                if (!InRange(sector, (ulong)sectors * VirtioBlk.SectorSize, out long offset)) return VirtioBlk.StatusIoError;
+                if (!zero && flags != 0) return VirtioBlk.StatusUnsupported;
+                if (zero && (flags & ~VirtioBlk.WriteZeroesUnmap) != 0) return VirtioBlk.StatusUnsupported;
+                if (pass == 0) continue;
+                long length = (long)sectors * VirtioBlk.SectorSize;
+                if (zero) storage.WriteZeroes(offset, length, (flags & VirtioBlk.WriteZeroesUnmap) != 0);
+                else storage.Discard(offset, length);
+            }
         }
         return VirtioBlk.StatusOk;
     }

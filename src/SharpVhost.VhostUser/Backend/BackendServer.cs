@@ -73,8 +73,16 @@ public sealed class BackendServer(IVhostUserDevice device, BackendOptions option
                 throw;
             }
             logger.LogInformation("frontend connected");
-            using (connection) ServeConnection(connection, cancel);
-            logger.LogInformation("frontend disconnected");
+            try
+            {
+                using (connection) ServeConnection(connection, cancel);
+                logger.LogInformation("frontend disconnected");
+            }
+            catch (Exception e) when (!cancel.IsCancellationRequested)
+            {
+                // One connection's failure (a bug it provoked) must not take the backend away from the next frontend.
+                logger.LogError(e, "connection failed; listening for the next frontend");
+            }
         }
     }
 

@@ -32,6 +32,7 @@ public sealed class BackendSession : IDisposable
     private ulong _features;
     private ulong _protocolFeatures;
     private bool _featuresSet;
+    private readonly Dictionary<RegionDescription, int> _regionRepeats = []; // ADD_MEM_REG repeats of a mapped region
     private DirtyLog? _pendingLog; // from SET_LOG_BASE; published while LOG_ALL is negotiated
     private byte _status;
     private InflightArea? _inflight;
@@ -81,9 +82,8 @@ public sealed class BackendSession : IDisposable
         catch (VhostUserMessageRejectedException e)
         {
             _log.LogWarning("rejected message: {Reason}", e.Message);
-            if (HasExplicitReply((FrontEndRequest)e.Header.Request)) return false;
-            channel.Acknowledge(e.Header, false);
-            return true;
+            if (HasExplicitReply((FrontEndRequest)e.Header.Request)) return TryReplyWithError(channel, e.Header);
+            return TryAcknowledge(channel, e.Header, false);
         }
         catch (Exception e) when (e is VhostUserProtocolException or SocketException or ObjectDisposedException)
         {
@@ -99,25 +99,69 @@ public sealed class BackendSession : IDisposable
                 Dispatch(message);
                 ok = true;
             }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            {
+                // Our reply hit a connection the frontend already closed: the session is over, not the server.
+                _log.LogInformation("connection ended while answering {Request}: {Reason}", message.FrontEndRequest, e.Message);
+                return false;
+            }
             catch (Exception e) when (e is VhostUserSessionException or VhostUserProtocolException or GuestMemoryException
                 or VirtqueueException or IOException or ArgumentException)
             {
                 _log.LogWarning("{Request} refused: {Reason}", message.FrontEndRequest, e.Message);
-                if (HasExplicitReply(message.FrontEndRequest)) return false; // the frontend waits for a reply we cannot give
+                if (HasExplicitReply(message.FrontEndRequest)) return TryReplyWithError(channel, message.Header);
                 ok = false;
             }
-            if (!HasExplicitReply(message.FrontEndRequest)) channel.Acknowledge(message, ok);
+            if (!HasExplicitReply(message.FrontEndRequest)) return TryAcknowledge(channel, message.Header, ok);
         }
         return true;
     }
 
-    private bool HasExplicitReply(FrontEndRequest request) => request switch
+    /// <summary>
+    /// A request with a reply of its own failed. GET_CONFIG has an error form (an empty payload, as
+    /// libvhost-user sends); for the others the frontend waits for a reply we cannot give, so the
+    /// connection ends. Returns whether to go on.
+    /// </summary>
+    private bool TryReplyWithError(VhostUserChannel channel, in VhostUserHeader header)
     {
-        FrontEndRequest.GetFeatures or FrontEndRequest.GetProtocolFeatures or FrontEndRequest.GetVringBase or FrontEndRequest.GetQueueNum
-            or FrontEndRequest.GetConfig or FrontEndRequest.GetInflightFd or FrontEndRequest.GetMaxMemSlots or FrontEndRequest.GetStatus => true,
-        FrontEndRequest.SetLogBase => Has(VhostUserProtocolFeatures.LogShmFd),
-        _ => false,
-    };
+        if ((FrontEndRequest)header.Request != FrontEndRequest.GetConfig) return false;
+        try
+        {
+            channel.Send(header.Request, VhostUserHeaderFlags.Reply, []);
+            return true;
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// Sends the REPLY_ACK status if the frontend asked for one. The channel's table counts SET_LOG_BASE
+    /// as explicitly answered, which is true only with LOG_SHMFD, so without it the status is sent here.
+    /// False when the connection is gone.
+    /// </summary>
+    private bool TryAcknowledge(VhostUserChannel channel, in VhostUserHeader header, bool ok)
+    {
+        try
+        {
+            if (header.NeedReply && !channel.Acknowledge(header, ok))
+                channel.Send(header.Request, VhostUserHeaderFlags.Reply, BitConverter.GetBytes(ok ? 0UL : 1UL));
+            return true;
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            _log.LogInformation("connection ended while acknowledging {Request}: {Reason}", (FrontEndRequest)header.Request, e.Message);
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// Requests the frontend waits on a reply of their own for: a failure ends the connection (there is no
+    /// way to say no). SET_LOG_BASE has one only with LOG_SHMFD; the rest follow the protocol's table.
+    /// </summary>
+    private bool HasExplicitReply(FrontEndRequest request) =>
+        request == FrontEndRequest.SetLogBase ? Has(VhostUserProtocolFeatures.LogShmFd) : MessageRules.HasExplicitReply(request);
 
     private bool Has(VhostUserProtocolFeatures feature) => (_protocolFeatures & (ulong)feature) != 0;
 
@@ -155,9 +199,19 @@ public sealed class BackendSession : IDisposable
             case FrontEndRequest.ResetDevice: ResetDevice(); break;
             case FrontEndRequest.SetStatus: SetStatus(m.ReadU64()); break;
             case FrontEndRequest.GetStatus: channel.SendReplyU64(m, _status); break;
+            case FrontEndRequest.NetSetMtu:
+                if (!NetControl(m).SetMtu((int)Math.Min(m.ReadU64(), int.MaxValue))) throw new VhostUserSessionException("MTU refused by the device");
+                break;
+            case FrontEndRequest.SendRarp:
+                if (m.Payload.Length < 6) throw new VhostUserSessionException("SEND_RARP without a MAC address");
+                NetControl(m).SendRarp(m.Payload[..6]);
+                break;
             default: throw new VhostUserSessionException($"request {m.FrontEndRequest} ({m.RequestId}) is not supported");
         }
     }
+
+    private INetControl NetControl(VhostUserMessage m) => _device as INetControl
+        ?? throw new VhostUserSessionException($"{m.FrontEndRequest} is only for net devices");
 
     // ---- features ----
 
@@ -173,7 +227,10 @@ public sealed class BackendSession : IDisposable
             // The ring layout follows RING_PACKED. QEMU sets features before it configures rings; a
             // running queue keeps its layout (LOG_ALL toggles arrive while rings run, RING_PACKED never changes).
             if (!q.Running && (q.Queue is PackedQueue) != packed)
+            {
                 q.Queue = packed ? new PackedQueue(q.Index, _options.Metadata) : new SplitQueue(q.Index, _options.Metadata);
+                q.SizeSet = q.AddressSet = false; // the new queue knows neither: a kick must wait for them again
+            }
             q.Queue.EventIndex = VirtioFeatureBits.Has(features, VirtioFeatureBits.RingEventIdx);
             q.Queue.NotifyOnEmpty = VirtioFeatureBits.Has(features, VirtioFeatureBits.NotifyOnEmpty);
         }
@@ -205,6 +262,7 @@ public sealed class BackendSession : IDisposable
                 mapped.Add(GuestRegion.Map(fd, ToDescription(table.Regions[i])));
             }
             _memory.ReplaceAll(mapped);
+            _regionRepeats.Clear();
         }
         catch
         {
@@ -219,18 +277,36 @@ public sealed class BackendSession : IDisposable
         var region = m.ParsePayload<SingleMemoryRegion>().Region;
         if (m.Fds.Count != 1) throw new VhostUserSessionException("ADD_MEM_REG needs exactly one fd");
         using var fd = m.Fds.Take(0);
+        // QEMU sends every region once per vhost device, and a multiqueue net device is one vhost
+        // device per queue pair on the same connection: count identical repeats instead of refusing them.
+        var key = ToDescription(region);
+        if (_memory.Current.Regions.Any(r => SameRegion(r.Description, key)))
+        {
+            _regionRepeats[key] = _regionRepeats.GetValueOrDefault(key) + 1;
+            return;
+        }
         var mapped = GuestRegion.Map(fd, ToDescription(region));
         try { _memory.AddRegion(mapped); }
         catch { mapped.Dispose(); throw; }
+        _log.LogInformation("memory region added: {Region}", mapped);
     }
 
     private void RemMemReg(VhostUserMessage m)
     {
         var region = m.ParsePayload<SingleMemoryRegion>().Region;
-        if (!_memory.RemoveRegion(ToDescription(region))) throw new VhostUserSessionException($"no region at guest address {region.GuestPhysAddr:x} to remove");
+        var key = ToDescription(region);
+        if (_regionRepeats.TryGetValue(key, out int repeats))
+        {
+            if (repeats == 1) _regionRepeats.Remove(key); else _regionRepeats[key] = repeats - 1;
+            return; // another vhost device still has it
+        }
+        if (!_memory.RemoveRegion(key)) throw new VhostUserSessionException($"no region at guest address {region.GuestPhysAddr:x} to remove");
     }
 
     private static RegionDescription ToDescription(Protocol.MemoryRegion r) => new(r.GuestPhysAddr, r.Size, r.UserAddr, r.MmapOffset);
+
+    private static bool SameRegion(RegionDescription a, RegionDescription b)
+        => a.GuestPhysicalAddress == b.GuestPhysicalAddress && a.Size == b.Size && a.FrontendVirtualAddress == b.FrontendVirtualAddress;
 
     private void SetLogBase(VhostUserMessage m)
     {
@@ -277,6 +353,7 @@ public sealed class BackendSession : IDisposable
     private void SetVringAddr(VringAddress address)
     {
         var slot = Slot(address.Index);
+        if (!slot.SizeSet) throw new VhostUserSessionException($"queue {address.Index} has no size yet; SET_VRING_NUM comes before SET_VRING_ADDR");
         bool log = (address.Flags & VringAddressFlags.Log) != 0;
         slot.Queue.SetRings(new RingAddresses(address.Descriptor, address.Available, address.Used, address.Log, log));
         slot.AddressSet = true;
@@ -298,7 +375,15 @@ public sealed class BackendSession : IDisposable
         slot.Started = false;
         slot.Kick?.Dispose(); slot.Kick = null;
         slot.Call?.Dispose(); slot.Call = null;
-        return new VringState(state.Index, slot.Queue.GetBase());
+        uint vringBase = slot.Queue.GetBase();
+        if (slot.Queue.IsBroken)
+        {
+            // A stopped ring is set up afresh before it runs again (a guest reset does exactly this): a
+            // queue the guest broke must not stay dead once the frontend restarts it.
+            slot.Queue.Reset();
+            slot.Queue.SetBase(vringBase);
+        }
+        return new VringState(state.Index, vringBase);
     }
 
     private void SetVringFd(VhostUserMessage m, FrontEndRequest request)
@@ -306,6 +391,13 @@ public sealed class BackendSession : IDisposable
         var vring = VringFd.FromU64(m.ReadU64());
         var slot = Slot(vring.Index);
         if (m.Fds.Count != vring.ExpectedFdCount) throw new VhostUserSessionException($"{request} for queue {vring.Index} carries {m.Fds.Count} fds, expected {vring.ExpectedFdCount}");
+        // A kick starts the ring: everything it runs on must be known first (QEMU and DPDK send it last).
+        if (request == FrontEndRequest.SetVringKick)
+        {
+            string? missing = !_featuresSet ? "SET_FEATURES" : _memory.Current.Regions.Count == 0 ? "a memory table"
+                : !slot.SizeSet ? "SET_VRING_NUM" : !slot.AddressSet ? "SET_VRING_ADDR" : null;
+            if (missing is not null) throw new VhostUserSessionException($"SET_VRING_KICK for queue {vring.Index} before {missing}");
+        }
         EventFd? fd = vring.NoFd ? null : EventFd.Adopt(m.Fds.TakeRaw(0));
         switch (request)
         {
@@ -328,9 +420,12 @@ public sealed class BackendSession : IDisposable
                 oldCall?.Dispose();
                 break;
             default:
-                if (slot.Err is { } oldErr) slot.RetiredErrs.Add(oldErr);
+                // The worker lets go of the old fd inside ExchangeErr, so it can be closed now: a frontend
+                // that repeats SET_VRING_ERR must not pile up descriptors in the backend.
+                var oldErr = slot.Err;
                 slot.Err = fd;
                 slot.Worker?.ExchangeErr(fd);
+                oldErr?.Dispose();
                 break;
         }
     }
@@ -359,7 +454,7 @@ public sealed class BackendSession : IDisposable
             slot.Call, slot.Err, _options.BusyPoll, _log);
         slot.Worker = worker;
         worker.Start();
-        _log.LogDebug("queue {Queue} running ({Layout}, size {Size}, {Access})", slot.Index, slot.Queue is PackedQueue ? "packed" : "split", slot.Queue.Size, slot.Queue.Access);
+        _log.LogInformation("queue {Queue} running ({Layout}, size {Size}, {Access})", slot.Index, slot.Queue is PackedQueue ? "packed" : "split", slot.Queue.Size, slot.Queue.Access);
     }
 
     // ---- inflight tracking (reconnect without losing requests) ----
@@ -461,8 +556,21 @@ public sealed class BackendSession : IDisposable
     private void SetBackendReqFd(VhostUserMessage m)
     {
         if (m.Fds.Count != 1) throw new VhostUserSessionException("SET_BACKEND_REQ_FD needs exactly one fd");
+        var socket = m.Fds.TakeSocket(0);
+        try
+        {
+            // .NET wraps any fd without complaint; the first send would fail much later, on a worker.
+            if (socket.AddressFamily != AddressFamily.Unix || socket.SocketType != SocketType.Stream)
+                throw new VhostUserSessionException("SET_BACKEND_REQ_FD's fd is not a Unix stream socket");
+        }
+        catch (Exception e)
+        {
+            socket.Dispose();
+            if (e is VhostUserSessionException) throw;
+            throw new VhostUserSessionException($"SET_BACKEND_REQ_FD's fd is not a Unix stream socket ({e.Message})");
+        }
         _backendChannel?.Dispose();
-        _backendChannel = new BackEndRequestChannel(m.Fds.TakeSocket(0), Has(VhostUserProtocolFeatures.ReplyAck), _log);
+        _backendChannel = new BackEndRequestChannel(socket, Has(VhostUserProtocolFeatures.ReplyAck), _log);
     }
 
     /// <summary>Stops every queue and forgets ring state; memory stays (RESET_DEVICE keeps the table).</summary>
@@ -486,6 +594,7 @@ public sealed class BackendSession : IDisposable
         if (_pendingLog is not null && !ReferenceEquals(_pendingLog, _memory.Current.Log)) _pendingLog.Dispose();
         _pendingLog = null;
         _memory.Clear();
+        _regionRepeats.Clear();
         _features = _protocolFeatures = 0;
         _featuresSet = false;
         _status = 0;

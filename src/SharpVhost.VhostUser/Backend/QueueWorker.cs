@@ -48,8 +48,21 @@ public sealed class QueueWorker : IDisposable
     /// </summary>
     public EventFd? ExchangeCall(EventFd? call) => Interlocked.Exchange(ref _call, call);
 
-    /// <summary>Replaces the error eventfd; same rules as <see cref="ExchangeCall"/>.</summary>
-    public EventFd? ExchangeErr(EventFd? err) => Interlocked.Exchange(ref _err, err);
+    /// <summary>
+    /// Replaces the error eventfd. The worker signals it only under <see cref="_errLock"/>, outside any
+    /// read section, so once this returns the old descriptor is no longer in use and may be closed.
+    /// </summary>
+    public EventFd? ExchangeErr(EventFd? err)
+    {
+        lock (_errLock)
+        {
+            var old = _err;
+            _err = err;
+            return old;
+        }
+    }
+
+    private readonly Lock _errLock = new();
 
     private void Run()
     {
@@ -86,7 +99,7 @@ public sealed class QueueWorker : IDisposable
         if (_queue.IsBroken)
         {
             _log.LogWarning("queue {Queue} stopped: {Reason}", _queue.Index, _queue.BrokenReason);
-            Volatile.Read(ref _err)?.Signal();
+            lock (_errLock) _err?.Signal();
         }
     }
 
@@ -132,5 +145,6 @@ public sealed class QueueWorker : IDisposable
     {
         Stop();
         _stop.Dispose();
+        (_processor as IDisposable)?.Dispose(); // e.g. a net receive queue stops taking frames
     }
 }

@@ -54,11 +54,11 @@ public sealed class BlockReconnectTests(ITestOutputHelper output)
             // Crash the backend at random moments while the guest writes; bounded in count.
             while (cycles < 10 && !guest.IsCompleted)
             {
-                // Kill only once QEMU has finished setting the device up again: a kill in the middle
+                // Kill only once QEMU has finished setting the device up again (the queue runs): a kill in the middle
                 // of QEMU's own reconnect handshake tests QEMU, not us (7.2 can wedge there).
                 var connected = Task.Run(async () =>
                 {
-                    while (!guest.IsCompleted && !server.Log.Contains("memory table:", StringComparison.Ordinal)) await Task.Delay(50);
+                    while (!guest.IsCompleted && !server.Log.Contains(" running (", StringComparison.Ordinal)) await Task.Delay(50);
                 });
                 await Task.WhenAny(guest, connected, Task.Delay(TimeSpan.FromSeconds(60)));
                 await Task.WhenAny(guest, Task.Delay(random.Next(1000, 2500)));

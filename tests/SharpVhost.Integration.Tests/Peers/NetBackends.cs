@@ -8,8 +8,8 @@ public static class NetBackends
         new Dictionary<string, Func<INetBackendUnderTest>>
         {
             ["dpdk-testpmd"] = () => new DpdkTestpmdNetBackend(),
-            // ["sharpvhost-switch-direct"] = () => new SharpVhostNetBackend("direct"),
-            // ["sharpvhost-switch-checked"] = () => new SharpVhostNetBackend("checked"),
+            ["sharpvhost-switch-direct"] = () => new SharpVhostNetBackend("direct"),
+            ["sharpvhost-switch-checked"] = () => new SharpVhostNetBackend("checked"),
         };
 
     public static INetBackendUnderTest Get(string name) => All[name]();

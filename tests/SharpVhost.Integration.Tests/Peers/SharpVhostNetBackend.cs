@@ -2,7 +2,7 @@ namespace SharpVhost.Integration.Tests.Peers;
 
 /// <summary>
 /// Our switch: `sharpvhost net --socket-path A --socket-path B --switch [--metadata M]`.
-/// Not yet in <see cref="NetBackends.All"/>: add it there once the command exists.
+/// In <see cref="NetBackends.All"/> with both metadata accessors.
 /// </summary>
 public sealed class SharpVhostNetBackend(string metadata) : INetBackendUnderTest
 {

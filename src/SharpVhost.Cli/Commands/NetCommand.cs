@@ -1,0 +1,138 @@
+using System.CommandLine;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using SharpVhost.Devices.Net;
+using SharpVhost.Devices.Net.Endpoints;
+using SharpVhost.VhostUser.Backend;
+using SharpVhost.Virtio;
+
+namespace SharpVhost.Cli.Commands;
+
+/// <summary>
+/// <c>sharpvhost net</c>: vhost-user-net backends, one per socket, all with the same kind of endpoint
+/// (or all ports of one built-in switch). Serves until SIGINT/SIGTERM, one frontend per socket at a
+/// time, like the block backend; on exit prints each port's counters as one JSON line on stdout.
+/// </summary>
+[System.Text.Json.Serialization.JsonSerializable(typeof(string))]
+internal sealed partial class NetJson : System.Text.Json.Serialization.JsonSerializerContext;
+
+internal static class NetCommand
+{
+    public static Command Create()
+    {
+        var socketPaths = new Option<string[]>("--socket-path") { Description = "Listen on this Unix socket path; repeat for several ports", AllowMultipleArgumentsPerToken = false };
+        var switchMode = new Option<bool>("--switch") { Description = "Join the ports with a built-in learning switch" };
+        var tap = new Option<string?>("--tap") { Description = "Connect the (single) port to this TAP interface (created if missing)" };
+        var sink = new Option<bool>("--sink") { Description = "Count and drop what the guest sends" };
+        var source = new Option<bool>("--source") { Description = "Fill the guest's receive queue with generated frames" };
+        var frameSize = new Option<int>("--frame-size") { Description = "Frame size for --source (bytes, Ethernet header included)", DefaultValueFactory = _ => 64 };
+        var count = new Option<long?>("--count") { Description = "Frames --source generates in total (default: no end)" };
+        var echo = new Option<bool>("--echo") { Description = "Send each frame back with its MAC addresses swapped" };
+        var queues = new Option<int>("--queues") { Description = "Queue pairs per port", DefaultValueFactory = _ => 1 };
+        var mtu = new Option<int>("--mtu") { Description = "MTU offered to the guest (VIRTIO_NET_F_MTU) and enforced on transmit", DefaultValueFactory = _ => VirtioNet.DefaultMtu };
+        var mac = new Option<string?>("--mac") { Description = "MAC address in config space (first port; the next ports count up)" };
+        var metadata = new Option<MetadataAccess>("--metadata") { Description = "Ring metadata accessor: direct (default) or checked", DefaultValueFactory = _ => MetadataAccess.Direct };
+        var busyPoll = new Option<bool>("--busy-poll") { Description = "Workers poll the rings instead of sleeping on kicks" };
+        var statsInterval = new Option<double>("--stats-interval") { Description = "Log each port's counters every so many seconds (0: only at exit)" };
+        var verbose = new Option<bool>("--verbose", "-v") { Description = "Debug logging" };
+        var caps = new Option<bool>("--print-capabilities") { Description = "Print the backend's capabilities as JSON and exit" };
+        var command = new Command("net", "Serve virtio-net devices over vhost-user (vhost-user-net) with a switch, TAP or traffic endpoint")
+        {
+            socketPaths, switchMode, tap, sink, source, frameSize, count, echo, queues, mtu, mac, metadata, busyPoll, statsInterval, verbose, caps,
+        };
+        command.SetAction(parse =>
+        {
+            if (parse.GetValue(caps))
+            {
+                Console.WriteLine("""{"type":"net"}""");
+                return 0;
+            }
+            var paths = parse.GetValue(socketPaths) ?? [];
+            if (paths.Length == 0) return Fail("give at least one --socket-path");
+            string? tapName = parse.GetValue(tap);
+            int modes = (parse.GetValue(switchMode) ? 1 : 0) + (tapName is null ? 0 : 1) + (parse.GetValue(sink) ? 1 : 0) + (parse.GetValue(source) ? 1 : 0) + (parse.GetValue(echo) ? 1 : 0);
+            if (modes != 1) return Fail("give exactly one of --switch, --tap, --sink, --source and --echo");
+            if (tapName is not null && paths.Length != 1) return Fail("--tap serves exactly one socket");
+            MacAddress? firstMac = null;
+            try { if (parse.GetValue(mac) is { } m) firstMac = MacAddress.Parse(m); }
+            catch (FormatException e) { return Fail(e.Message); }
+
+            using var logging = CliHost.CreateLogging(parse.GetValue(verbose));
+            var log = logging.CreateLogger("net");
+            var netSwitch = parse.GetValue(switchMode) ? new NetSwitch() : null;
+            var devices = new List<NetDevice>();
+            try
+            {
+                for (int i = 0; i < paths.Length; i++)
+                {
+                    NetEndpoint endpoint = netSwitch is not null ? netSwitch.AddPort(paths[i])
+                        : tapName is not null ? new TapEndpoint(tapName, parse.GetValue(queues))
+                        : parse.GetValue(sink) ? new SinkEndpoint()
+                        : parse.GetValue(source) ? new SourceEndpoint(parse.GetValue(frameSize), parse.GetValue(count) ?? long.MaxValue)
+                        : new EchoEndpoint();
+                    var options = new NetDeviceOptions
+                    {
+                        Name = paths[i],
+                        Mac = firstMac is { } f ? new MacAddress(f.Value + (ulong)i) : null,
+                        QueuePairs = parse.GetValue(queues),
+                        Mtu = parse.GetValue(mtu),
+                        OfferMtu = parse.GetValue(mtu) != VirtioNet.DefaultMtu,
+                    };
+                    devices.Add(new NetDevice(endpoint, options));
+                }
+            }
+            catch (Exception e) when (e is IOException or ArgumentException or UnauthorizedAccessException)
+            {
+                foreach (var d in devices) d.Dispose();
+                return Fail(e.Message);
+            }
+
+            var backendOptions = new BackendOptions { Metadata = parse.GetValue(metadata), BusyPoll = parse.GetValue(busyPoll) };
+            using var cancel = CliHost.CancelOnSignals(out var signals);
+            int exitCode = 0;
+            using (signals)
+            {
+                var threads = devices.Select((device, i) => new Thread(() =>
+                {
+                    try
+                    {
+                        new BackendServer(device, backendOptions, logging.CreateLogger($"net{i}")).Run(paths[i], cancel.Token);
+                    }
+                    catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException)
+                    {
+                        log.LogError("{Path}: {Reason}", paths[i], e.Message);
+                        exitCode = 2;
+                        cancel.Cancel();
+                    }
+                }) { Name = $"net-port{i}" }).ToList();
+                foreach (var d in devices)
+                    log.LogInformation("port {Name}: {Endpoint}, {Pairs} queue pair(s), MAC {Mac}, MTU {Mtu}, {Metadata} metadata access",
+                        d.Options.Name, d.Endpoint.Description, d.Options.QueuePairs, d.Port.Mac, d.Port.Mtu, backendOptions.Metadata);
+                foreach (var t in threads) t.Start();
+                double interval = parse.GetValue(statsInterval);
+                while (!cancel.Token.WaitHandle.WaitOne(interval > 0 ? TimeSpan.FromSeconds(interval) : Timeout.InfiniteTimeSpan))
+                    foreach (var d in devices) log.LogInformation("{Name}: {Counters}", d.Options.Name, d.Port.Counters);
+                foreach (var t in threads) t.Join();
+            }
+            Console.WriteLine("[" + string.Join(",", devices.Select(Summary)) + "]");
+            foreach (var d in devices) d.Dispose();
+            log.LogInformation("stopped");
+            return exitCode;
+        });
+        return command;
+    }
+
+    /// <summary>One port's counters as a JSON object (written by hand: no reflection, trimming-safe).</summary>
+    private static string Summary(NetDevice d)
+    {
+        var c = d.Port.Counters;
+        return $"{{\"port\":{JsonSerializer.Serialize(d.Options.Name, NetJson.Default.String)},\"txFrames\":{Interlocked.Read(ref c.TxFrames)},\"txBytes\":{Interlocked.Read(ref c.TxBytes)},\"txDrops\":{c.TxDrops}," +
+               $"\"rxFrames\":{Interlocked.Read(ref c.RxFrames)},\"rxBytes\":{Interlocked.Read(ref c.RxBytes)},\"rxDrops\":{c.RxDrops}}}";
+    }
+
+    private static int Fail(string message)
+    {
+        Console.Error.WriteLine($"sharpvhost net: {message}");
+        return 2;
+    }
+}
