@@ -47,47 +47,6 @@ public sealed class BlockTarget : IFuzzTarget
         queue.FlushUsed();
     }
 
-    /// <summary>Passes everything to the real queue and checks what the device does with each chain.</summary>
-    private sealed class CheckingQueue(SplitQueue inner, GuestImage guest) : IDeviceQueue
-    {
-        public int Completed { get; private set; }
-
-        public bool TryPop(DescriptorChain chain)
-        {
-            if (!inner.TryPop(chain)) return false;
-            guest.CheckChain(chain);
-            return true;
-        }
-
-        public void AddUsed(DescriptorChain chain, uint written)
-        {
-            if (written > chain.WritableBytes)
-                throw new FuzzCheckFailedException($"device reports {written} bytes written into a chain with {chain.WritableBytes} writable");
-            Completed++;
-            inner.AddUsed(chain, written);
-        }
-
-        public int Index => inner.Index;
-        public int Size => inner.Size;
-        public MetadataAccess Access { get => inner.Access; set => inner.Access = value; }
-        public bool EventIndex { get => inner.EventIndex; set => inner.EventIndex = value; }
-        public bool NotifyOnEmpty { get => inner.NotifyOnEmpty; set => inner.NotifyOnEmpty = value; }
-        public QueueCounters Counters => inner.Counters;
-        public string? BrokenReason => inner.BrokenReason;
-        public bool IsBroken => inner.IsBroken;
-        public void SetSize(int size) => inner.SetSize(size);
-        public void SetRings(RingAddresses rings) => inner.SetRings(rings);
-        public void SetBase(uint vringBase) => ((IDeviceQueue)inner).SetBase(vringBase);
-        public uint GetBase() => ((IDeviceQueue)inner).GetBase();
-        public void Reset() => inner.Reset();
-        public bool Attach(GuestMemory memory) => inner.Attach(memory);
-        public void MarkBroken(string reason) => inner.MarkBroken(reason);
-        public void FlushUsed() => inner.FlushUsed();
-        public bool ShouldInterrupt() => inner.ShouldInterrupt();
-        public void DisableKicks() => inner.DisableKicks();
-        public bool EnableKicks() => inner.EnableKicks();
-    }
-
     public IEnumerable<(string Name, byte[] Data)> Seeds()
     {
         const int log2 = 4, size = 1 << log2;

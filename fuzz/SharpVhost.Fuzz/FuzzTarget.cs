@@ -37,6 +37,7 @@ public static class FuzzTargets
         ["splitqueue"] = () => new SplitQueueTarget(),
         ["packedqueue"] = () => new PackedQueueTarget(),
         ["blk"] = () => new BlockTarget(),
+        ["net"] = () => new NetTarget(),
     };
 
     public static IEnumerable<string> Names => Factories.Keys;
