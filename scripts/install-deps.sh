@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and benchmarks use: QEMU with a Linux guest kernel,
-# busybox for the guest's initramfs, Spin for mmcheck's cross-check, DPDK for the net peers.
+# busybox for the guest's initramfs, Spin for mmcheck's cross-check, DPDK for the net peers, AFL++
+# for the bounded fuzz runs.
 # Idempotent: installs only what is missing, and runs `apt-get update` at most once.
 set -euo pipefail
 need=()
@@ -18,6 +19,8 @@ command -v xz >/dev/null || need+=(xz-utils)
 command -v zstd >/dev/null || need+=(zstd)
 # Net peer for the two-guest tests: testpmd with net_vhost ports.
 command -v dpdk-testpmd >/dev/null || need+=(dpdk dpdk-dev)
+# Bounded fuzz runs (fuzz/run.sh, the integration tests' Fuzz folder).
+command -v afl-fuzz >/dev/null || need+=(afl++)
 if ((${#need[@]})); then
   echo "install-deps: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -54,6 +54,7 @@ internal sealed class RxQueueProcessor : IQueueProcessor, IDisposable
                     queue.AddUsed(chain, 0);
                     Interlocked.Increment(ref counters.RxBadBuffer);
                     used++;
+                    if (used >= budget) break; // a ring full of such buffers must not outlast the batch
                     continue;
                 }
                 room += chain.WritableBytes;
@@ -61,6 +62,8 @@ internal sealed class RxQueueProcessor : IQueueProcessor, IDisposable
             }
             if (room < total)
             {
+                // The batch went on buffers too small for a header: the frame waits for the next batch.
+                if (count == 0 && used >= budget) break;
                 queue.UndoPop(count);
                 if (queue.IsBroken) break;
                 if (count < maxBuffers)
