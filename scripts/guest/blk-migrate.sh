@@ -7,13 +7,14 @@
 # SV_CHUNKS: its first 4 KiB block is "SVCTL <migrations> <done>" (the host updates it after each
 # migration), the blocks after it the md5 of every chunk, one per line (the manifest).
 #
-# Passes: drop the page cache, then read every chunk buffered, so the device DMAs each chunk into
-# fresh page-cache pages (guest RAM the migration must carry, and which only the backend's dirty
-# log tells QEMU about), and check its md5. Between chunks, the control block is read with
-# O_DIRECT; when the migration count changed, the guest now runs on a new QEMU: it re-checks the
-# chunks of this pass from the page cache (no device I/O: the very pages the source's device wrote,
-# as they arrived here) and prints "SV-CHECK <migrations> <chunks> <bad>". When the host says done,
-# it prints "SV-SUMMARY <passes> <chunk reads> <checks> <bad>" and exits non-zero if anything differed.
+# Passes: drop the page cache, then read every chunk buffered (starting at another chunk each pass),
+# so the device DMAs each chunk into fresh page-cache pages (guest RAM the migration must carry, and
+# which only the backend's dirty log tells QEMU about), and check its md5. Between chunks, the control
+# block is read with O_DIRECT; when the migration count changed, the guest now runs on a new QEMU: it
+# re-checks the chunks of this pass from the page cache (no device I/O: the very pages the source's
+# device wrote, as they arrived here) and prints "SV-CHECK <migrations> <chunks> <bad> <sectors read>".
+# When the host says done, it prints "SV-SUMMARY <passes> <chunk reads> <checks> <bad>" and exits
+# non-zero if anything differed.
 N="${SV_CHUNKS:?}"
 KIB="${SV_CHUNK_KIB:?}"
 DEV=/dev/vda
