@@ -107,7 +107,6 @@ public sealed class QueueWorker : IDisposable
     private bool Drain(MemoryReader reader)
     {
         bool any = false;
-        bool rechecking = false;
         while (!_stopping)
         {
             var memory = reader.Enter();
@@ -121,12 +120,8 @@ public sealed class QueueWorker : IDisposable
                 _queue.FlushUsed();
                 if (_queue.ShouldInterrupt()) Volatile.Read(ref _call)?.Signal();
                 // Full batch: go round again (after leaving the section). Short batch: ring looked empty;
-                // re-enable kicks and re-check so a buffer added meanwhile is not stranded. A re-check
-                // that then handles nothing means the buffers are not work for now (a receive queue's
-                // empty buffers wait for frames, which come through WakeFd): sleep, kicks are on.
-                if (handled == BatchBudget) more = true;
-                else if (BusyPoll || (rechecking && handled == 0)) more = false;
-                else more = rechecking = _queue.EnableKicks();
+                // re-enable kicks and re-check so a buffer added meanwhile is not stranded.
+                more = handled == BatchBudget || (!BusyPoll && _queue.EnableKicks());
             }
             finally
             {
