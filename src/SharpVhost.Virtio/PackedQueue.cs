@@ -167,6 +167,7 @@ public sealed unsafe class PackedQueue : IDeviceQueue
     {
         if (IsBroken) return false;
         if (memory.Generation == _boundGeneration && _configVersion == _boundConfigVersion && ReferenceEquals(memory, _memory)) return true;
+        PendingMiss = null;
         try
         {
             Bind(memory);
@@ -177,7 +178,19 @@ public sealed unsafe class PackedQueue : IDeviceQueue
             MarkBroken(e.Message);
             return false;
         }
+        catch (IotlbMissException e)
+        {
+            PendingMiss = e.Miss;
+            _boundGeneration = -1; // not bound: the next section binds afresh
+            return false;
+        }
     }
+
+    /// <summary>
+    /// The IOTLB miss that stopped the last <see cref="Attach"/> or <see cref="TryPop"/>, or null. The
+    /// pop was backed out; the worker asks the frontend for the translation and tries again.
+    /// </summary>
+    public IotlbMiss? PendingMiss { get; private set; }
 
     private void Bind(GuestMemory memory)
     {
@@ -267,13 +280,14 @@ public sealed unsafe class PackedQueue : IDeviceQueue
     /// <summary>Pops the next available chain. False when none is available or the queue is broken.</summary>
     public bool TryPop(DescriptorChain chain)
     {
-        if (IsBroken) return false;
+        if (IsBroken || PendingMiss is not null) return false;
         try
         {
             if (_resubmitNext < _resubmit.Length)
             {
-                ushort id = _resubmit[_resubmitNext++];
+                ushort id = _resubmit[_resubmitNext];
                 ReadSavedChain(id, _popped.AsSpan(0, Inflight!.ReadSaved(id, _popped)), chain);
+                _resubmitNext++;
                 Counters.Requests++;
                 Counters.ReadableBytes += chain.ReadableBytes;
                 return true;
@@ -294,6 +308,12 @@ public sealed unsafe class PackedQueue : IDeviceQueue
         catch (VirtqueueException e)
         {
             MarkBroken(e.Message);
+            return false;
+        }
+        catch (IotlbMissException e)
+        {
+            // Nothing was consumed: a chain's state changes only after all of it translated.
+            PendingMiss = e.Miss;
             return false;
         }
     }
@@ -348,7 +368,7 @@ public sealed unsafe class PackedQueue : IDeviceQueue
                 id = d.Id;
                 break;
             }
-            AddSegments(d.Address, d.Length, d.IsDeviceWritable, chain);
+            BufferTranslation.AddDescriptor(_memory, d.Address, d.Length, d.IsDeviceWritable, chain);
             if (!d.HasNext) { id = d.Id; break; } // the buffer id is the last descriptor's
         }
         if (id >= Size) throw new VirtqueueException($"buffer id {id} is out of range (queue size {Size})");
@@ -381,7 +401,7 @@ public sealed unsafe class PackedQueue : IDeviceQueue
                 ReadIndirect(d, chain);
                 break;
             }
-            AddSegments(d.Address, d.Length, d.IsDeviceWritable, chain);
+            BufferTranslation.AddDescriptor(_memory, d.Address, d.Length, d.IsDeviceWritable, chain);
         }
     }
 
@@ -396,68 +416,13 @@ public sealed unsafe class PackedQueue : IDeviceQueue
         int count = (int)(table.Length / PackedRingLayout.DescriptorSize);
         if (count > Size) throw new VirtqueueException($"indirect table has {count} entries, more than the queue size {Size}");
         bool direct = _memory.TryTranslate(table.Address, table.Length, false, out nint tableHost);
-        if (!direct && !IsGuestRange(table.Address, table.Length))
-            throw new VirtqueueException($"indirect table [{table.Address:x}, +{table.Length}) is not guest memory");
+        if (!direct) BufferTranslation.CheckIndirectTable(_memory, table.Address, table.Length);
         for (int i = 0; i < count; i++)
         {
             var d = direct
                 ? System.Runtime.CompilerServices.Unsafe.ReadUnaligned<PackedDescriptor>((byte*)tableHost + i * PackedRingLayout.DescriptorSize)
-                : ReadChecked(table.Address + (ulong)i * PackedRingLayout.DescriptorSize);
-            AddSegments(d.Address, d.Length, d.IsDeviceWritable, chain);
-        }
-    }
-
-    private bool IsGuestRange(ulong gpa, ulong length)
-    {
-        if (gpa + length < gpa) return false;
-        while (length > 0)
-        {
-            var region = _memory.FindByGuest(gpa);
-            if (region is null) return false;
-            ulong n = Math.Min(length, region.Size - (gpa - region.GuestPhysicalAddress));
-            gpa += n;
-            length -= n;
-        }
-        return true;
-    }
-
-    private PackedDescriptor ReadChecked(ulong gpa)
-    {
-        try { return _memory.Read<PackedDescriptor>(gpa); }
-        catch (GuestMemoryException e) { throw new VirtqueueException("indirect table: " + e.Message); }
-    }
-
-    /// <summary>Segments are handed out as spans, so none may be longer than a span (descriptors may be up to 4 GiB - 1).</summary>
-    private const ulong MaxSegment = 1UL << 30;
-
-    /// <summary>Translates one descriptor, splitting it where it crosses from one region into an adjacent one, or exceeds <see cref="MaxSegment"/>.</summary>
-    private void AddSegments(ulong gpa, uint length, bool write, DescriptorChain chain)
-    {
-        if (length == 0) return;
-        if (gpa + length < gpa) throw new VirtqueueException($"descriptor address {gpa:x} + length {length} overflows");
-        if (length <= MaxSegment && _memory.TryTranslate(gpa, length, write, out nint host))
-        {
-            chain.Add(new BufferSegment(gpa, length, write, host));
-            return;
-        }
-        AddSegmentsSlow(gpa, length, write, chain);
-    }
-
-    /// <summary>A descriptor across adjacent regions, or longer than a segment may be.</summary>
-    private void AddSegmentsSlow(ulong gpa, uint length, bool write, DescriptorChain chain)
-    {
-        ulong address = gpa;
-        ulong remaining = length;
-        while (remaining > 0)
-        {
-            var region = _memory.FindByGuest(address);
-            if (region is null || (write && !region.Writable))
-                throw new VirtqueueException($"buffer [{gpa:x}, +{length}) is not {(write ? "writable " : "")}guest memory");
-            ulong offset = address - region.GuestPhysicalAddress;
-            ulong n = Math.Min(Math.Min(remaining, region.Size - offset), MaxSegment);
-            chain.Add(new BufferSegment(address, (uint)n, write, region.HostAddress + (nint)offset));
-            address += n;
-            remaining -= n;
+                : BufferTranslation.ReadChecked<PackedDescriptor>(_memory, table.Address + (ulong)i * PackedRingLayout.DescriptorSize);
+            BufferTranslation.AddDescriptor(_memory, d.Address, d.Length, d.IsDeviceWritable, chain);
         }
     }
 

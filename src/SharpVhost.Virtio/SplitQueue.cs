@@ -118,6 +118,7 @@ public sealed unsafe class SplitQueue : IDeviceQueue
     {
         if (IsBroken) return false;
         if (memory.Generation == _boundGeneration && _configVersion == _boundConfigVersion && ReferenceEquals(memory, _memory)) return true;
+        PendingMiss = null;
         try
         {
             Bind(memory);
@@ -128,7 +129,19 @@ public sealed unsafe class SplitQueue : IDeviceQueue
             MarkBroken(e.Message);
             return false;
         }
+        catch (IotlbMissException e)
+        {
+            PendingMiss = e.Miss;
+            _boundGeneration = -1; // not bound: the next section binds afresh
+            return false;
+        }
     }
+
+    /// <summary>
+    /// The IOTLB miss that stopped the last <see cref="Attach"/> or <see cref="TryPop"/>, or null. The
+    /// pop was backed out; the worker asks the frontend for the translation and tries again.
+    /// </summary>
+    public IotlbMiss? PendingMiss { get; private set; }
 
     private void Bind(GuestMemory memory)
     {
@@ -187,12 +200,13 @@ public sealed unsafe class SplitQueue : IDeviceQueue
     /// </summary>
     public bool TryPop(DescriptorChain chain)
     {
-        if (IsBroken) return false;
+        if (IsBroken || PendingMiss is not null) return false;
         try
         {
             if (_resubmitNext < _resubmit.Length)
             {
-                ReadChain(_resubmit[_resubmitNext++], chain);
+                ReadChain(_resubmit[_resubmitNext], chain);
+                _resubmitNext++;
                 Counters.Requests++;
                 Counters.ReadableBytes += chain.ReadableBytes;
                 return true;
@@ -218,6 +232,12 @@ public sealed unsafe class SplitQueue : IDeviceQueue
         catch (VirtqueueException e)
         {
             MarkBroken(e.Message);
+            return false;
+        }
+        catch (IotlbMissException e)
+        {
+            // Nothing was consumed: a chain's state changes only after all of it translated.
+            PendingMiss = e.Miss;
             return false;
         }
     }
@@ -259,7 +279,7 @@ public sealed unsafe class SplitQueue : IDeviceQueue
                 ReadIndirect(d, chain, budget + 1);
                 return;
             }
-            AddSegments(d, chain);
+            BufferTranslation.AddDescriptor(_memory, d.Address, d.Length, d.IsDeviceWritable, chain);
             if (!d.HasNext) return;
             index = d.Next;
             if (index >= Size) throw new VirtqueueException($"descriptor {d.Next} named by a NEXT link is outside the queue (size {Size})");
@@ -273,69 +293,19 @@ public sealed unsafe class SplitQueue : IDeviceQueue
         int count = (int)(table.Length / SplitRingLayout.DescriptorSize);
         if (count > maxEntries) throw new VirtqueueException($"indirect table has {count} entries, more than the queue size {Size}");
         bool direct = _memory.TryTranslate(table.Address, table.Length, false, out nint tableHost);
-        if (!direct && !IsGuestRange(table.Address, table.Length)) // the whole table, not just the entries we follow
-            throw new VirtqueueException($"indirect table [{table.Address:x}, +{table.Length}) is not guest memory");
+        if (!direct) BufferTranslation.CheckIndirectTable(_memory, table.Address, table.Length);
         int index = 0;
         for (int seen = 0; ; seen++)
         {
             if (seen >= count) throw new VirtqueueException("indirect chain is longer than its table (loop?)");
             var d = direct
                 ? System.Runtime.CompilerServices.Unsafe.ReadUnaligned<VirtqDescriptor>((byte*)tableHost + index * SplitRingLayout.DescriptorSize)
-                : ReadChecked(table.Address + (ulong)index * SplitRingLayout.DescriptorSize);
+                : BufferTranslation.ReadChecked<VirtqDescriptor>(_memory, table.Address + (ulong)index * SplitRingLayout.DescriptorSize);
             if (d.IsIndirect) throw new VirtqueueException("nested indirect table");
-            AddSegments(d, chain);
+            BufferTranslation.AddDescriptor(_memory, d.Address, d.Length, d.IsDeviceWritable, chain);
             if (!d.HasNext) return;
             index = d.Next;
             if (index >= count) throw new VirtqueueException($"indirect NEXT link {d.Next} is outside its table of {count}");
-        }
-    }
-
-    private bool IsGuestRange(ulong gpa, ulong length)
-    {
-        if (gpa + length < gpa) return false;
-        while (length > 0)
-        {
-            var region = _memory.FindByGuest(gpa);
-            if (region is null) return false;
-            ulong n = Math.Min(length, region.Size - (gpa - region.GuestPhysicalAddress));
-            gpa += n;
-            length -= n;
-        }
-        return true;
-    }
-
-    private VirtqDescriptor ReadChecked(ulong gpa)
-    {
-        try { return _memory.Read<VirtqDescriptor>(gpa); }
-        catch (GuestMemoryException e) { throw new VirtqueueException("indirect table: " + e.Message); }
-    }
-
-    /// <summary>Segments are handed out as spans, so none may be longer than a span (descriptors may be up to 4 GiB - 1).</summary>
-    private const ulong MaxSegment = 1UL << 30;
-
-    /// <summary>Translates one descriptor, splitting it where it crosses from one region into an adjacent one, or exceeds <see cref="MaxSegment"/>.</summary>
-    private void AddSegments(in VirtqDescriptor d, DescriptorChain chain)
-    {
-        if (d.Length == 0) return;
-        if (d.Address + d.Length < d.Address) throw new VirtqueueException($"descriptor address {d.Address:x} + length {d.Length} overflows");
-        bool write = d.IsDeviceWritable;
-        if (d.Length <= MaxSegment && _memory.TryTranslate(d.Address, d.Length, write, out nint host))
-        {
-            chain.Add(new BufferSegment(d.Address, d.Length, write, host));
-            return;
-        }
-        ulong address = d.Address;
-        ulong remaining = d.Length;
-        while (remaining > 0)
-        {
-            var region = _memory.FindByGuest(address);
-            if (region is null || (write && !region.Writable))
-                throw new VirtqueueException($"buffer [{d.Address:x}, +{d.Length}) is not {(write ? "writable " : "")}guest memory");
-            ulong offset = address - region.GuestPhysicalAddress;
-            ulong n = Math.Min(Math.Min(remaining, region.Size - offset), MaxSegment);
-            chain.Add(new BufferSegment(address, (uint)n, write, region.HostAddress + (nint)offset));
-            address += n;
-            remaining -= n;
         }
     }
 

@@ -22,12 +22,15 @@ public sealed class QueueWorker : IDisposable
     private readonly ILogger _log;
     private readonly Thread _thread;
     private volatile bool _stopping;
+    private readonly Action<IotlbMiss>? _reportMiss;
 
     public bool BusyPoll { get; }
 
+    /// <param name="reportMiss">Sends an IOTLB miss to the frontend (ACCESS_PLATFORM); called outside any read section.</param>
     public QueueWorker(IDeviceQueue queue, GuestMemoryDomain domain, IQueueProcessor processor,
-        EventFd? kick, EventFd? call, EventFd? err, bool busyPoll, ILogger log)
+        EventFd? kick, EventFd? call, EventFd? err, bool busyPoll, ILogger log, Action<IotlbMiss>? reportMiss = null)
     {
+        _reportMiss = reportMiss;
         _queue = queue;
         _domain = domain;
         _processor = processor;
@@ -110,27 +113,64 @@ public sealed class QueueWorker : IDisposable
         while (!_stopping)
         {
             var memory = reader.Enter();
-            int handled;
+            int handled = 0;
             bool more;
+            IotlbMiss? miss;
             try
             {
-                if (!_queue.Attach(memory)) return any;
-                _queue.DisableKicks();
-                handled = _processor.Process(_queue, memory, BatchBudget);
-                _queue.FlushUsed();
-                if (_queue.ShouldInterrupt()) Volatile.Read(ref _call)?.Signal();
+                if (_queue.Attach(memory))
+                {
+                    _queue.DisableKicks();
+                    handled = _processor.Process(_queue, memory, BatchBudget);
+                    _queue.FlushUsed();
+                    if (_queue.ShouldInterrupt()) Volatile.Read(ref _call)?.Signal();
+                }
+                miss = _queue.PendingMiss;
                 // Full batch: go round again (after leaving the section). Short batch: ring looked empty;
-                // re-enable kicks and re-check so a buffer added meanwhile is not stranded.
-                more = handled == BatchBudget || (!BusyPoll && _queue.EnableKicks());
+                // re-enable kicks and re-check so a buffer added meanwhile is not stranded. A miss: the
+                // ring is not empty, we are waiting for a translation.
+                more = miss is null && !_queue.IsBroken && (handled == BatchBudget || (!BusyPoll && _queue.EnableKicks()));
             }
             finally
             {
                 reader.Exit();
             }
             any |= handled > 0;
-            if (!more || _queue.IsBroken) return any;
+            if (miss is { } m)
+            {
+                WaitForTranslation(m, memory.Generation);
+                continue;
+            }
+            if (!more) return any;
         }
         return any;
+    }
+
+    /// <summary>
+    /// Asks the frontend for the translation the queue missed and waits, outside any read section (an
+    /// invalidation must never wait for us), until the memory view changes; asks again now and then in
+    /// case the frontend dropped the request. Stopping ends the wait.
+    /// </summary>
+    private void WaitForTranslation(IotlbMiss miss, long generation)
+    {
+        if (_reportMiss is null)
+        {
+            _queue.MarkBroken($"IOTLB miss at iova {miss.Iova:x} but nobody to ask (no backend request channel)");
+            return;
+        }
+        for (int attempt = 0; !_stopping; attempt++)
+        {
+            if (attempt % 50 == 0) // first, and then once a second
+            {
+                _queue.Counters.IotlbMisses++;
+                try { _reportMiss(miss); }
+                catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException or InvalidOperationException)
+                {
+                    _log.LogWarning("queue {Queue}: could not send an IOTLB miss: {Reason}", _queue.Index, e.Message);
+                }
+            }
+            if (_domain.WaitForChange(generation, 20)) return;
+        }
     }
 
     /// <summary>Stops the thread and waits for it: after this returns the worker touches nothing.</summary>
