@@ -1,9 +1,9 @@
 using System.Buffers.Binary;
-using System.Diagnostics;
 using Microsoft.Extensions.Logging.Abstractions;
 using SharpVhost.Devices.Net;
 using SharpVhost.Devices.Net.Endpoints;
 using SharpVhost.VhostUser.Backend;
+using static SharpVhost.Integration.Tests.Support.HostNetwork;
 
 namespace SharpVhost.Integration.Tests.Net;
 
@@ -20,16 +20,6 @@ public sealed class TapTests : IDisposable
     public void Dispose()
     {
         try { Directory.Delete(_dir, true); } catch (IOException) { }
-    }
-
-    private static void Ip(params string[] args)
-    {
-        var start = new ProcessStartInfo("ip") { RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in args) start.ArgumentList.Add(a);
-        using var p = Process.Start(start)!;
-        string error = p.StandardError.ReadToEnd();
-        p.WaitForExit();
-        if (p.ExitCode != 0) throw new InvalidOperationException($"ip {string.Join(' ', args)}: {error}");
     }
 
     [Fact]
