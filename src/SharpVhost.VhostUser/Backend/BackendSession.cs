@@ -375,15 +375,19 @@ public sealed class BackendSession : IDisposable
         }
     }
 
-    /// <summary>Sends a worker's IOTLB miss over the back-end request channel (called by workers, outside read sections).</summary>
-    private void ReportIotlbMiss(IotlbMiss miss)
+    /// <summary>
+    /// Sends a worker's IOTLB miss over the back-end request channel (called by workers, outside read
+    /// sections). False if the frontend never gave us the channel (SET_BACKEND_REQ_FD).
+    /// </summary>
+    private bool ReportIotlbMiss(IotlbMiss miss)
     {
         lock (_backendChannelLock)
         {
-            var channel = _backendChannel ?? throw new InvalidOperationException("no back-end request channel (SET_BACKEND_REQ_FD) to send an IOTLB miss on");
+            if (_backendChannel is not { } channel) return false;
             // Not waiting for an ack: the frontend answers with an IOTLB update on the main channel,
             // which the worker waits for as a memory change.
             channel.SendIotlbMiss(miss.Iova, miss.Write ? IotlbPermission.WriteOnly : IotlbPermission.ReadOnly, waitForAck: false);
+            return true;
         }
     }
 

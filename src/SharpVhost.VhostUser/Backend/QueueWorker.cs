@@ -22,13 +22,14 @@ public sealed class QueueWorker : IDisposable
     private readonly ILogger _log;
     private readonly Thread _thread;
     private volatile bool _stopping;
-    private readonly Action<IotlbMiss>? _reportMiss;
+    private readonly Func<IotlbMiss, bool>? _reportMiss;
 
     public bool BusyPoll { get; }
 
-    /// <param name="reportMiss">Sends an IOTLB miss to the frontend (ACCESS_PLATFORM); called outside any read section.</param>
+    /// <param name="reportMiss">Sends an IOTLB miss to the frontend (ACCESS_PLATFORM), false if there is no way to;
+    /// called outside any read section.</param>
     public QueueWorker(IDeviceQueue queue, GuestMemoryDomain domain, IQueueProcessor processor,
-        EventFd? kick, EventFd? call, EventFd? err, bool busyPoll, ILogger log, Action<IotlbMiss>? reportMiss = null)
+        EventFd? kick, EventFd? call, EventFd? err, bool busyPoll, ILogger log, Func<IotlbMiss, bool>? reportMiss = null)
     {
         _reportMiss = reportMiss;
         _queue = queue;
@@ -129,13 +130,14 @@ public sealed class QueueWorker : IDisposable
                 // Full batch: go round again (after leaving the section). Short batch: ring looked empty;
                 // re-enable kicks and re-check so a buffer added meanwhile is not stranded. A miss: the
                 // ring is not empty, we are waiting for a translation.
-                more = miss is null && !_queue.IsBroken && (handled == BatchBudget || (!BusyPoll && _queue.EnableKicks()));
+                more = miss is null && (handled == BatchBudget || (!BusyPoll && _queue.EnableKicks()));
             }
             finally
             {
                 reader.Exit();
             }
             any |= handled > 0;
+            if (_queue.IsBroken) return any;
             if (miss is { } m)
             {
                 WaitForTranslation(m, memory.Generation);
@@ -153,18 +155,20 @@ public sealed class QueueWorker : IDisposable
     /// </summary>
     private void WaitForTranslation(IotlbMiss miss, long generation)
     {
-        if (_reportMiss is null)
-        {
-            _queue.MarkBroken($"IOTLB miss at iova {miss.Iova:x} but nobody to ask (no backend request channel)");
-            return;
-        }
         for (int attempt = 0; !_stopping; attempt++)
         {
             if (attempt % 50 == 0) // first, and then once a second
             {
                 _queue.Counters.IotlbMisses++;
-                try { _reportMiss(miss); }
-                catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException or InvalidOperationException)
+                try
+                {
+                    if (_reportMiss?.Invoke(miss) != true)
+                    {
+                        _queue.MarkBroken($"IOTLB miss at iova {miss.Iova:x} and no back-end request channel to ask for it");
+                        return;
+                    }
+                }
+                catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException)
                 {
                     _log.LogWarning("queue {Queue}: could not send an IOTLB miss: {Reason}", _queue.Index, e.Message);
                 }
