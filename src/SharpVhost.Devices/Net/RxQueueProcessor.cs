@@ -65,7 +65,7 @@ internal sealed class RxQueueProcessor : IQueueProcessor, IDisposable
                 // The batch went on buffers too small for a header: the frame waits for the next batch.
                 if (count == 0 && used >= budget) break;
                 queue.UndoPop(count);
-                if (queue.IsBroken) break;
+                if (queue.IsBroken || queue.PendingMiss is not null) break; // a miss: the frame waits for the translation
                 if (count < maxBuffers)
                 {
                     // The ring ran dry. Wait for a refill (the kick wakes us) unless the source cannot wait.
