@@ -51,4 +51,13 @@ public interface IQueueProcessor
     /// processor consumes it. -1 when there is none.
     /// </summary>
     int WakeFd => -1;
+
+    /// <summary>
+    /// Whether the chains the driver made available before the queue is stopped or disabled
+    /// (GET_VRING_BASE, SET_VRING_ENABLE 0) are to be processed before the worker stops: true for a net
+    /// transmit queue (the frames were sent while the ring ran; vhost-user says a disabled ring still
+    /// processes TX), false where a stop must take effect at once (a net receive queue must not supply
+    /// new frames once disabled).
+    /// </summary>
+    bool FinishOnStop => false;
 }
