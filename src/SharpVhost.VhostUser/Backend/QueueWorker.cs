@@ -105,7 +105,15 @@ public sealed class QueueWorker : IDisposable
         }
     }
 
-    /// <summary>Processes until the ring is empty with kicks re-enabled. Returns whether anything was done.</summary>
+    /// <summary>
+    /// Processes until there is nothing to do with kicks re-enabled. Returns whether anything was done.
+    /// A pass that used its whole budget goes round again at once (kicks stay off: the ring is not
+    /// known to be empty). A shorter pass re-enables kicks and re-checks the ring, so that a chain
+    /// made available meanwhile is not stranded behind a kick the driver saw no reason to send;
+    /// chains found by the re-check are work, unless the processor said it is idle until its own
+    /// wake descriptor fires (a receive queue with buffers but no frames: sleeping then is right, and
+    /// spinning on the buffers would burn a core).
+    /// </summary>
     private bool Drain(MemoryReader reader)
     {
         bool any = false;
@@ -121,9 +129,13 @@ public sealed class QueueWorker : IDisposable
                 handled = _processor.Process(_queue, memory, BatchBudget);
                 _queue.FlushUsed();
                 if (_queue.ShouldInterrupt()) Volatile.Read(ref _call)?.Signal();
-                // Full batch: go round again (after leaving the section). Short batch: ring looked empty;
-                // re-enable kicks and re-check so a buffer added meanwhile is not stranded.
-                more = handled == BatchBudget || (!BusyPoll && _queue.EnableKicks());
+                if (handled >= BatchBudget) more = true; // (a receive pass may take a few buffers past its budget)
+                else if (BusyPoll) more = false;
+                else
+                {
+                    bool available = _queue.EnableKicks(); // always, before any sleep: kicks must never be left off
+                    more = available && !_processor.IdleUntilWake;
+                }
             }
             finally
             {

@@ -28,6 +28,7 @@ public class NetWorkerTests
             return inner.Process(queue, memory, budget);
         }
         public int WakeFd => inner.WakeFd;
+        public bool IdleUntilWake => inner.IdleUntilWake;
         public bool FinishOnStop => inner.FinishOnStop;
         public void Dispose() => (inner as IDisposable)?.Dispose();
     }
@@ -75,5 +76,128 @@ public class NetWorkerTests
         Assert.Equal(201, device.Port.Counters.TxFrames);
         Assert.Equal(201, tx.Device.LastAvailIndex); // the base GET_VRING_BASE returns covers them
         Assert.Equal(201, tx.Reap().Count);
+    }
+
+    // ---- bug 2: a receive queue with buffers and no frames ----
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void An_idle_receive_queue_with_posted_buffers_sleeps_and_still_delivers_later_frames(bool eventIndex)
+    {
+        using var device = new NetDevice(new EchoEndpoint(), new NetDeviceOptions());
+        using var guest = new GuestNet(device, eventIndex: eventIndex);
+        var rx = guest.Rx();
+        rx.Refill(64, 2048);
+        var counting = new CountingProcessor(rx.Processor);
+        using var kick = EventFd.Create(nonBlocking: true);
+        var worker = Worker(guest, rx, counting, kick);
+        try
+        {
+            worker.Start();
+            Thread.Sleep(200);
+            // Buffers but no frames: a pass or two, then sleep. A worker that took the buffers for work
+            // would have made tens of thousands of passes by now, even on a busy machine.
+            long idle = counting.Passes;
+            Assert.InRange(idle, 1, 20);
+
+            // The guest posts more buffers and kicks: still nothing to deliver, still no spinning.
+            rx.Refill(32, 2048);
+            if (rx.Driver.NeedsKick()) kick.Signal();
+            Thread.Sleep(200);
+            Assert.InRange(counting.Passes - idle, 0, 20);
+
+            // A frame arrives later: it is delivered.
+            device.Port.Backlog(0).TryEnqueue(Frames.Ethernet(Frames.A, Frames.B, 100, tag: 7));
+            var got = new List<(ushort Head, uint Length, byte[] Data)>();
+            WaitUntil(() => { got.AddRange(rx.Reap()); return got.Count == 1; }, "the late frame");
+            Assert.Equal(7, Frames.Tag(got[0].Data.AsSpan(VirtioNet.HeaderSize)));
+            Assert.Equal(1, device.Port.Counters.RxFrames);
+        }
+        finally { worker.Dispose(); }
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Frames_waiting_for_buffers_are_delivered_when_the_guest_refills(bool eventIndex)
+    {
+        using var device = new NetDevice(new EchoEndpoint(), new NetDeviceOptions());
+        using var guest = new GuestNet(device, eventIndex: eventIndex);
+        var rx = guest.Rx();
+        var counting = new CountingProcessor(rx.Processor);
+        using var kick = EventFd.Create(nonBlocking: true);
+        var worker = Worker(guest, rx, counting, kick);
+        try
+        {
+            worker.Start();
+            for (int i = 0; i < 3; i++) device.Port.Backlog(0).TryEnqueue(Frames.Ethernet(Frames.A, Frames.B, 80, tag: i));
+            Thread.Sleep(100);
+            long waiting = counting.Passes; // frames but no buffers: no spinning either
+            Assert.InRange(waiting, 1, 20);
+            Assert.Empty(rx.Reap());
+            rx.Refill(3, 2048);
+            if (rx.Driver.NeedsKick()) kick.Signal(); // as a driver does: kicks must have been re-enabled
+            var got = new List<(ushort Head, uint Length, byte[] Data)>();
+            WaitUntil(() => { got.AddRange(rx.Reap()); return got.Count == 3; }, "three frames after the refill");
+            Assert.Equal([0, 1, 2], got.Select(u => Frames.Tag(u.Data.AsSpan(VirtioNet.HeaderSize))));
+        }
+        finally { worker.Dispose(); }
+    }
+
+    /// <summary>
+    /// Frames arrive from another thread at arbitrary moments while the guest reaps and refills: every
+    /// frame arrives (no wake-up lost between "no frame" and the worker's sleep, nor between "no buffer"
+    /// and a refill), and the worker does not spin in between.
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Frames_arriving_at_any_moment_are_all_delivered(bool eventIndex)
+    {
+        const int count = 3000;
+        using var device = new NetDevice(new EchoEndpoint(), new NetDeviceOptions { RxBacklog = 4096 });
+        using var guest = new GuestNet(device, eventIndex: eventIndex, queueSize: 64);
+        var rx = guest.Rx();
+        rx.Refill(16, 2048);
+        using var kick = EventFd.Create(nonBlocking: true);
+        var worker = Worker(guest, rx, rx.Processor, kick);
+        var producer = new Thread(() =>
+        {
+            var random = new Random(42);
+            for (int i = 0; i < count; i++)
+            {
+                while (!device.Port.Backlog(0).TryEnqueue(Frames.Ethernet(Frames.A, Frames.B, 64, tag: i))) Thread.Yield();
+                if (random.Next(8) == 0) Thread.Sleep(random.Next(2));
+                else if (random.Next(2) == 0) Thread.Yield();
+            }
+        }) { IsBackground = true };
+        try
+        {
+            worker.Start();
+            producer.Start();
+            int received = 0;
+            var deadline = DateTime.UtcNow + Patience;
+            var random = new Random(7);
+            while (received < count)
+            {
+                Assert.True(DateTime.UtcNow < deadline, $"only {received} of {count} frames arrived ({device.Port.Counters})");
+                foreach (var u in rx.Reap())
+                {
+                    Assert.Equal(received, Frames.Tag(u.Data.AsSpan(VirtioNet.HeaderSize)));
+                    received++;
+                }
+                int free = rx.Driver.FreeCount;
+                if (free > 0)
+                {
+                    rx.Refill(Math.Min(free, 1 + random.Next(16)), 2048);
+                    if (rx.Driver.NeedsKick()) kick.Signal();
+                }
+                if (random.Next(4) == 0) Thread.Sleep(1);
+            }
+            producer.Join();
+        }
+        finally { worker.Dispose(); }
+        Assert.Equal(count, device.Port.Counters.RxFrames);
     }
 }
