@@ -99,7 +99,7 @@ public class NetWorkerTests
             // Buffers but no frames: a pass or two, then sleep. A worker that took the buffers for work
             // would have made tens of thousands of passes by now, even on a busy machine.
             long idle = counting.Passes;
-            Assert.InRange(idle, 1, 20);
+            Assert.InRange(idle, 0, 20);
 
             // The guest posts more buffers and kicks: still nothing to deliver, still no spinning.
             rx.Refill(32, 2048);
@@ -134,7 +134,7 @@ public class NetWorkerTests
             for (int i = 0; i < 3; i++) device.Port.Backlog(0).TryEnqueue(Frames.Ethernet(Frames.A, Frames.B, 80, tag: i));
             Thread.Sleep(100);
             long waiting = counting.Passes; // frames but no buffers: no spinning either
-            Assert.InRange(waiting, 1, 20);
+            Assert.InRange(waiting, 0, 20);
             Assert.Empty(rx.Reap());
             rx.Refill(3, 2048);
             if (rx.Driver.NeedsKick()) kick.Signal(); // as a driver does: kicks must have been re-enabled
