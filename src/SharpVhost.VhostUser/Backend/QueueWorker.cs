@@ -22,6 +22,7 @@ public sealed class QueueWorker : IDisposable
     private readonly ILogger _log;
     private readonly Thread _thread;
     private volatile bool _stopping;
+    private volatile bool _finishOnStop;
 
     public bool BusyPoll { get; }
 
@@ -90,6 +91,7 @@ public sealed class QueueWorker : IDisposable
                 if (ready == 0 && _kick.TryConsume()) _queue.Counters.Kicks++;
                 Drain(reader);
             }
+            if (_finishOnStop && !_queue.IsBroken) Finish(reader);
         }
         catch (Exception e)
         {
@@ -103,7 +105,15 @@ public sealed class QueueWorker : IDisposable
         }
     }
 
-    /// <summary>Processes until the ring is empty with kicks re-enabled. Returns whether anything was done.</summary>
+    /// <summary>
+    /// Processes until there is nothing to do with kicks re-enabled. Returns whether anything was done.
+    /// A pass that used its whole budget goes round again at once (kicks stay off: the ring is not
+    /// known to be empty). A shorter pass re-enables kicks and re-checks the ring, so that a chain
+    /// made available meanwhile is not stranded behind a kick the driver saw no reason to send;
+    /// chains found by the re-check are work, unless the processor said it is idle until its own
+    /// wake descriptor fires (a receive queue with buffers but no frames: sleeping then is right, and
+    /// spinning on the buffers would burn a core).
+    /// </summary>
     private bool Drain(MemoryReader reader)
     {
         bool any = false;
@@ -119,9 +129,13 @@ public sealed class QueueWorker : IDisposable
                 handled = _processor.Process(_queue, memory, BatchBudget);
                 _queue.FlushUsed();
                 if (_queue.ShouldInterrupt()) Volatile.Read(ref _call)?.Signal();
-                // Full batch: go round again (after leaving the section). Short batch: ring looked empty;
-                // re-enable kicks and re-check so a buffer added meanwhile is not stranded.
-                more = handled == BatchBudget || (!BusyPoll && _queue.EnableKicks());
+                if (handled >= BatchBudget) more = true; // (a receive pass may take a few buffers past its budget)
+                else if (BusyPoll) more = false;
+                else
+                {
+                    bool available = _queue.EnableKicks(); // always, before any sleep: kicks must never be left off
+                    more = available && !_processor.IdleUntilWake;
+                }
             }
             finally
             {
@@ -133,9 +147,45 @@ public sealed class QueueWorker : IDisposable
         return any;
     }
 
-    /// <summary>Stops the thread and waits for it: after this returns the worker touches nothing.</summary>
-    public void Stop()
+    /// <summary>
+    /// The last passes of a queue being stopped or disabled whose processor asks for it
+    /// (<see cref="IQueueProcessor.FinishOnStop"/>): what the driver made available before the stop is
+    /// processed, and no more than one ring's worth, so a driver that keeps adding cannot hold the stop up.
+    /// </summary>
+    private void Finish(MemoryReader reader)
     {
+        int left = Math.Max(_queue.Size, 1);
+        while (left > 0)
+        {
+            int budget = Math.Min(BatchBudget, left);
+            var memory = reader.Enter();
+            int handled;
+            try
+            {
+                if (!_queue.Attach(memory)) return;
+                handled = _processor.Process(_queue, memory, budget);
+                _queue.FlushUsed();
+                if (_queue.ShouldInterrupt()) Volatile.Read(ref _call)?.Signal();
+            }
+            finally
+            {
+                reader.Exit();
+            }
+            left -= handled;
+            if (handled < budget || _queue.IsBroken) return;
+        }
+    }
+
+    /// <summary>
+    /// Stops the thread and waits for it: after this returns the worker touches nothing. With
+    /// <paramref name="finish"/> (the ring is being stopped or disabled, not torn down) a processor that
+    /// asks for it first gets what the driver made available before the stop
+    /// (<see cref="IQueueProcessor.FinishOnStop"/>): a net transmit queue's last frames were sent, and
+    /// the worker may simply not have been scheduled since their kick.
+    /// </summary>
+    public void Stop(bool finish = false)
+    {
+        if (finish && _processor.FinishOnStop) _finishOnStop = true; // before _stopping: the worker reads it after seeing the stop
         _stopping = true;
         _stop.Signal();
         if (_thread.IsAlive && Thread.CurrentThread != _thread) _thread.Join();
