@@ -31,6 +31,13 @@ internal sealed class RxQueueProcessor : IQueueProcessor, IDisposable
 
     public int WakeFd => _source.WakeFd;
 
+    /// <summary>
+    /// The last pass ended because no frame was waiting (the source armed its wake descriptor when it
+    /// found itself empty). The guest's buffers are then no reason to run again: the worker sleeps
+    /// until a frame arrives (WakeFd) or the guest kicks.
+    /// </summary>
+    public bool IdleUntilWake { get; private set; }
+
     public int Process(IDeviceQueue queue, GuestMemory memory, int budget)
     {
         var counters = _port.Counters;
@@ -40,8 +47,14 @@ internal sealed class RxQueueProcessor : IQueueProcessor, IDisposable
         int used = 0;
         long frames = 0, bytes = 0; // added to the shared counters once per batch
         _source.BeginBatch();
-        while (used < budget && _source.TryPeek(out var header, out var frame))
+        IdleUntilWake = false;
+        while (used < budget)
         {
+            if (!_source.TryPeek(out var header, out var frame))
+            {
+                IdleUntilWake = true;
+                break;
+            }
             int total = headerSize + frame.Length;
             int count = 0;
             long room = 0;

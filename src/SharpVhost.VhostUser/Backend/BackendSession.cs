@@ -427,7 +427,10 @@ public sealed class BackendSession : IDisposable
     private VringState GetVringBase(VringState state)
     {
         var slot = Slot(state.Index);
-        slot.StopWorker(); // stops the ring: the worker has left and will not come back
+        // Stops the ring: the worker has left and will not come back. What the driver made available
+        // before this message is finished first where the device asks for it (net transmit): DPDK's
+        // virtio_user stops right after its last burst, whose kick our worker may not have seen yet.
+        slot.StopWorker(finish: true);
         slot.Started = false;
         slot.Kick?.Dispose(); slot.Kick = null;
         slot.Call?.Dispose(); slot.Call = null;
@@ -502,7 +505,8 @@ public sealed class BackendSession : IDisposable
         if (shouldRun == slot.Running) return;
         if (!shouldRun)
         {
-            slot.StopWorker();
+            // Disabled (SET_VRING_ENABLE 0): a transmit queue still owes the frames sent before it.
+            slot.StopWorker(finish: true);
             return;
         }
         AttachInflight(slot);
@@ -618,7 +622,7 @@ public sealed class BackendSession : IDisposable
     {
         foreach (var q in _queues)
         {
-            q.StopWorker();
+            q.StopWorker(finish: true); // a stop like GET_VRING_BASE's: transmit queues finish what was sent
             q.Started = false;
         }
     }

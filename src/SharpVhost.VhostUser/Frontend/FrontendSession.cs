@@ -160,6 +160,10 @@ public sealed class FrontendSession : IDisposable
         _connection.Send(request, new U64Payload(new VringFd((byte)index, false).ToU64()), fds);
     }
 
+    /// <summary>Enables or disables a started queue (SET_VRING_ENABLE).</summary>
+    public void EnableQueue(int index, bool enabled)
+        => _connection.Send(FrontEndRequest.SetVringEnable, new VringState((uint)index, enabled ? 1u : 0u));
+
     /// <summary>Stops a queue (GET_VRING_BASE) and returns the backend's next avail index.</summary>
     public uint StopQueue(int index)
         => _connection.Call<VringState, VringState>(FrontEndRequest.GetVringBase, new VringState((uint)index, 0)).Num;
