@@ -19,6 +19,7 @@ public sealed class FrontendIommu : IDisposable
     private readonly ILogger? _log;
     private readonly Lock _lock = new();
     private readonly SortedDictionary<ulong, (ulong Size, ulong UserAddress, IotlbPermission Permission)> _table = [];
+    private readonly HashSet<ulong> _waiting = []; // misses nothing mapped yet: answered when a Map covers them
     private readonly Thread _thread;
     private long _misses, _unanswered, _invalidations;
 
@@ -40,19 +41,25 @@ public sealed class FrontendIommu : IDisposable
 
     /// <summary>IOTLB misses the backend reported.</summary>
     public long Misses => Interlocked.Read(ref _misses);
-    /// <summary>Misses for addresses nothing maps (a broken guest would cause these; they get no answer).</summary>
+    /// <summary>Misses for addresses nothing mapped when they came (answered by the <see cref="Map"/> that covers them, if any).</summary>
     public long Unanswered => Interlocked.Read(ref _unanswered);
     /// <summary>Invalidations the backend acknowledged.</summary>
     public long Invalidations => Interlocked.Read(ref _invalidations);
 
-    /// <summary>Maps [iova, iova+size) to the frontend-virtual [userAddress, +size) in the I/O page table. The backend learns of it on a miss.</summary>
+    /// <summary>
+    /// Maps [iova, iova+size) to the frontend-virtual [userAddress, +size) in the I/O page table. The
+    /// backend learns of it on a miss, or now if it already missed there.
+    /// </summary>
     public void Map(ulong iova, ulong size, ulong userAddress, IotlbPermission permission)
     {
+        bool missed;
         lock (_lock)
         {
             RemoveLocked(iova, size);
             _table[iova] = (size, userAddress, permission);
+            missed = _waiting.RemoveWhere(a => a - iova < size) > 0;
         }
+        if (missed) SendIotlb(new IotlbMessage(iova, size, userAddress, permission, IotlbMessageType.Update));
     }
 
     /// <summary>
@@ -111,6 +118,7 @@ public sealed class FrontendIommu : IDisposable
                 if (start > iova) break;
                 if (iova - start < m.Size) { found = (start, m.Size, m.UserAddress, m.Permission); break; }
             }
+            if (found is null) _waiting.Add(iova);
         }
         if (found is not { } f)
         {
