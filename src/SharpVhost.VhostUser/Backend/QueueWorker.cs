@@ -141,16 +141,27 @@ public sealed class QueueWorker : IDisposable
                 WaitForTranslation(m, memory.Generation);
                 continue;
             }
+            _missAsked = null; // no longer stuck: the next miss, even at the same address, is a new one
             if (!more) return any;
         }
         return any;
     }
+
+    // The miss the queue is stuck on that the frontend was last asked about, and when (Environment.TickCount64).
+    private IotlbMiss? _missAsked;
+    private long _missAskedAt;
 
     /// <summary>
     /// Asks the frontend for the translation the queue missed and waits, outside any read section (an
     /// invalidation must never wait for us), until the memory view changes; asks again now and then in
     /// case the frontend dropped the request. Stopping ends the wait.
     /// </summary>
+    /// <remarks>
+    /// The wait ends at any memory change, mostly other addresses' updates and invalidations, and the
+    /// queue then stops at the same miss again: that is not asked again until a second has passed. Asking
+    /// at every change sent duplicates that QEMU answered only after the guest had completed the request
+    /// and unmapped the address, so its vIOMMU reported DMAR faults to the guest for a well-behaved device.
+    /// </remarks>
     private void WaitForTranslation(IotlbMiss miss, long generation)
     {
         if (_reportMiss is null)
@@ -158,10 +169,13 @@ public sealed class QueueWorker : IDisposable
             _queue.MarkBroken($"IOTLB miss at iova {miss.Iova:x} but nobody to ask (no backend request channel)");
             return;
         }
-        for (int attempt = 0; !_stopping; attempt++)
+        while (!_stopping)
         {
-            if (attempt % 50 == 0) // first, and then once a second
+            long now = Environment.TickCount64;
+            if (_missAsked != miss || now - _missAskedAt >= 1000) // first, and then once a second
             {
+                _missAsked = miss;
+                _missAskedAt = now;
                 _queue.Counters.IotlbMisses++;
                 try { _reportMiss(miss); }
                 catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException or InvalidOperationException)
