@@ -43,8 +43,7 @@ public sealed partial class IommuGuestTests(ITestOutputHelper output)
         var image = BlockGuestTests.CreateImage(temp);
         var socket = temp.File("blk.sock");
 
-        GuestRun run;
-        string backendLog;
+        GuestRun? run = null;
         var server = await new SharpVhostBlockBackend(metadata).StartAsync(new BlockBackendRequest(socket, image, 1, temp.Path));
         try
         {
@@ -66,22 +65,15 @@ public sealed partial class IommuGuestTests(ITestOutputHelper output)
         }
         finally
         {
-            await server.DisposeAsync(); // the backend logs its IOTLB and queue summaries when QEMU disconnects
+            // The backend logs its IOTLB and queue summaries when QEMU disconnects; the counts are
+            // printed whatever happened (the issue asks for them), a failed boot included.
+            await server.DisposeAsync();
+            PrintCounts(metadata, packed, server.Log, run);
         }
-        backendLog = server.Log;
 
-        // The counts are printed whatever happens next: the issue asks for them.
+        var backendLog = server.Log;
         var misses = IotlbMisses(backendLog);
         var invalidations = IotlbInvalidations(backendLog);
-        var dmarFaults = run.Console.Split('\n').Count(line => line.Contains("DMAR: [DMA", StringComparison.Ordinal));
-        output.WriteLine($"metadata {metadata}, {(packed ? "packed" : "split")} ring");
-        output.WriteLine($"guest: features {Tagged(run, "SV-FEATURES")}, IOMMU group and domain type: {Tagged(run, "SV-IOMMU")}");
-        output.WriteLine($"IOTLB misses (per queue): {(misses.Count == 0 ? "none logged" : string.Join(", ", misses.Select(m => $"queue {m.Queue}: {m.Misses}")))}");
-        output.WriteLine($"IOTLB invalidations: {(invalidations is { } n ? n.ToString() : "none logged")}");
-        output.WriteLine($"DMAR faults the guest reported: {dmarFaults}");
-        foreach (var line in backendLog.Split('\n').Where(l => l.Contains("IOTLB", StringComparison.Ordinal) || l.Contains("queue 0", StringComparison.Ordinal)))
-            output.WriteLine("backend: " + line.TrimEnd('\r'));
-
         BlockGuestTests.AssertGuestVerified(run, seed);
         var features = run.Single("SV-FEATURES");
         Assert.True(features.Length > AccessPlatform && features[AccessPlatform] == '1',
@@ -97,6 +89,28 @@ public sealed partial class IommuGuestTests(ITestOutputHelper output)
         Assert.True(misses.All(q => q.Errors == 0), $"the backend counted request errors\n{backendLog}");
         // The backend has stopped: everything the guest completed must be in the file.
         BlockGuestTests.AssertImageHolds(image, seed);
+    }
+
+    private void PrintCounts(string metadata, bool packed, string backendLog, GuestRun? run)
+    {
+        var misses = IotlbMisses(backendLog);
+        var invalidations = IotlbInvalidations(backendLog);
+        output.WriteLine($"metadata {metadata}, {(packed ? "packed" : "split")} ring");
+        output.WriteLine($"IOTLB misses (per queue): {(misses.Count == 0 ? "none logged" : string.Join(", ", misses.Select(m => $"queue {m.Queue}: {m.Misses}")))}");
+        output.WriteLine($"IOTLB invalidations: {(invalidations is { } n ? n.ToString() : "none logged")}");
+        if (run is not null)
+        {
+            // DMAR faults the vIOMMU reported to the guest. One is expected before the script starts: QEMU
+            // itself reads the firmware's used ring when the kernel resets the device after turning its
+            // IOMMU on. During the script there should be none (duplicate IOTLB misses answered after the
+            // guest had unmapped the page used to cause some), though a miss re-sent after a second on a
+            // loaded host still could, so this is reported, not asserted.
+            static int DmarFaults(IEnumerable<string> lines) => lines.Count(line => line.Contains("DMAR: [DMA", StringComparison.Ordinal));
+            output.WriteLine($"guest: features {Tagged(run, "SV-FEATURES")}, IOMMU group and domain type: {Tagged(run, "SV-IOMMU")}");
+            output.WriteLine($"DMAR faults the guest reported: {DmarFaults(run.Console.Split('\n'))} ({DmarFaults(run.OutputLines)} while its script ran)");
+        }
+        foreach (var line in backendLog.Split('\n').Where(l => l.Contains("IOTLB", StringComparison.Ordinal) || l.Contains("queue 0", StringComparison.Ordinal)))
+            output.WriteLine("backend: " + line.TrimEnd('\r'));
     }
 
     private static string Tagged(GuestRun run, string tag) =>
