@@ -32,19 +32,20 @@ public sealed partial class IommuGuestTests(ITestOutputHelper output)
     private const int AccessPlatform = 33;
 
     [Theory]
-    [InlineData("direct", false)]
-    [InlineData("checked", false)]
-    [InlineData("direct", true)] // packed=on: the packed ring's descriptors through the IOTLB too
-    [InlineData("checked", true)]
-    public async Task Guest_behind_a_virtual_iommu_writes_patterns_through_the_device_iotlb(string metadata, bool packed)
+    [InlineData("direct", false, 1)]
+    [InlineData("checked", false, 1)]
+    [InlineData("direct", true, 1)] // packed=on: the packed ring's descriptors through the IOTLB too
+    [InlineData("checked", true, 1)]
+    [InlineData("direct", false, 2)] // two workers missing and waiting for invalidations at once
+    public async Task Guest_behind_a_virtual_iommu_writes_patterns_through_the_device_iotlb(string metadata, bool packed, int queues)
     {
         using var temp = new TempDirectory();
-        var seed = 300 + (metadata == "checked" ? 10 : 0) + (packed ? 1 : 0);
+        var seed = 300 + (metadata == "checked" ? 10 : 0) + (packed ? 1 : 0) + queues * 100;
         var image = BlockGuestTests.CreateImage(temp);
         var socket = temp.File("blk.sock");
 
         GuestRun? run = null;
-        var server = await new SharpVhostBlockBackend(metadata).StartAsync(new BlockBackendRequest(socket, image, 1, temp.Path));
+        var server = await new SharpVhostBlockBackend(metadata).StartAsync(new BlockBackendRequest(socket, image, queues, temp.Path));
         try
         {
             var kernel = GuestKernel.FindInstalled();
@@ -52,11 +53,12 @@ public sealed partial class IommuGuestTests(ITestOutputHelper output)
             {
                 Kernel = kernel,
                 Initramfs = await InitramfsCache.GetAsync(Tools.GuestFile("blk-test.sh"), kernel),
-                Name = $"blk-iommu-{metadata}{(packed ? "-packed" : "")}",
+                Name = $"blk-iommu-{metadata}{(packed ? "-packed" : "")}-q{queues}",
                 WorkDirectory = temp.Path,
+                Cpus = queues, // Linux gives a disk at most one queue per vCPU
                 ExtraQemuArguments = IommuQemuArguments,
                 ExtraKernelArguments = IommuKernelArguments,
-                Devices = [new VhostUserBlockDevice(socket, 1) { ExtraProperties = [.. IommuDeviceProperties, .. packed ? ["packed=on"] : Array.Empty<string>()] }],
+                Devices = [new VhostUserBlockDevice(socket, queues) { ExtraProperties = [.. IommuDeviceProperties, .. packed ? ["packed=on"] : Array.Empty<string>()] }],
                 Parameters = new Dictionary<string, string> { ["SEED"] = seed.ToString(), ["MODE"] = "write" },
                 PeerLog = () => server.Log,
                 // Every DMA map and unmap is a round trip to QEMU's main loop: slower than the plain disk test.
@@ -68,7 +70,7 @@ public sealed partial class IommuGuestTests(ITestOutputHelper output)
             // The backend logs its IOTLB and queue summaries when QEMU disconnects; the counts are
             // printed whatever happened (the issue asks for them), a failed boot included.
             await server.DisposeAsync();
-            PrintCounts(metadata, packed, server.Log, run);
+            PrintCounts(metadata, packed, queues, server.Log, run);
         }
 
         var backendLog = server.Log;
@@ -79,23 +81,29 @@ public sealed partial class IommuGuestTests(ITestOutputHelper output)
         Assert.True(features.Length > AccessPlatform && features[AccessPlatform] == '1',
             $"ACCESS_PLATFORM (bit {AccessPlatform}) not negotiated: {features}\n{run.Report}");
         if (packed) Assert.True(features[34] == '1', $"packed ring not negotiated: {features}");
+        Assert.Equal(queues.ToString(), run.Single("SV-QUEUES"));
+        // Every queue completed requests, and missed and asked for translations of its own.
+        var interrupts = run.Tagged("SV-IRQ").ToDictionary(words => int.Parse(words[0]), words => long.Parse(words[1]));
+        Assert.Equal(Enumerable.Range(0, queues), interrupts.Keys.Order());
+        Assert.All(interrupts, queue => Assert.True(queue.Value > 0, $"queue {queue.Key} completed nothing\n{run.Report}"));
+        Assert.Equal(Enumerable.Range(0, queues), misses.Select(q => q.Queue));
         // The disk's PCI function is in an IOMMU group with a translating, strict DMA domain.
         var iommu = run.Tagged("SV-IOMMU").Single();
         Assert.True(iommu is [_, "DMA"], $"the disk is not behind a strict translating IOMMU domain: SV-IOMMU {string.Join(' ', iommu)}\n{run.Report}");
         // The backend really translated through its device IOTLB: it missed and asked QEMU, and it
         // dropped translations the guest unmapped.
-        Assert.True(misses.Sum(m => m.Misses) > 0, $"the backend reported no IOTLB misses\n{backendLog}");
+        Assert.True(misses.All(q => q.Misses > 0), $"a queue reported no IOTLB misses\n{backendLog}");
         Assert.True(invalidations > 0, $"the backend reported no IOTLB invalidations\n{backendLog}");
         Assert.True(misses.All(q => q.Errors == 0), $"the backend counted request errors\n{backendLog}");
         // The backend has stopped: everything the guest completed must be in the file.
         BlockGuestTests.AssertImageHolds(image, seed);
     }
 
-    private void PrintCounts(string metadata, bool packed, string backendLog, GuestRun? run)
+    private void PrintCounts(string metadata, bool packed, int queues, string backendLog, GuestRun? run)
     {
         var misses = IotlbMisses(backendLog);
         var invalidations = IotlbInvalidations(backendLog);
-        output.WriteLine($"metadata {metadata}, {(packed ? "packed" : "split")} ring");
+        output.WriteLine($"metadata {metadata}, {(packed ? "packed" : "split")} ring, {queues} queue(s)");
         output.WriteLine($"IOTLB misses (per queue): {(misses.Count == 0 ? "none logged" : string.Join(", ", misses.Select(m => $"queue {m.Queue}: {m.Misses}")))}");
         output.WriteLine($"IOTLB invalidations: {(invalidations is { } n ? n.ToString() : "none logged")}");
         if (run is not null)
@@ -109,7 +117,7 @@ public sealed partial class IommuGuestTests(ITestOutputHelper output)
             output.WriteLine($"guest: features {Tagged(run, "SV-FEATURES")}, IOMMU group and domain type: {Tagged(run, "SV-IOMMU")}");
             output.WriteLine($"DMAR faults the guest reported: {DmarFaults(run.Console.Split('\n'))} ({DmarFaults(run.OutputLines)} while its script ran)");
         }
-        foreach (var line in backendLog.Split('\n').Where(l => l.Contains("IOTLB", StringComparison.Ordinal) || l.Contains("queue 0", StringComparison.Ordinal)))
+        foreach (var line in backendLog.Split('\n').Where(l => l.Contains("IOTLB", StringComparison.Ordinal) || l.Contains("queue ", StringComparison.Ordinal)))
             output.WriteLine("backend: " + line.TrimEnd('\r'));
     }
 
