@@ -243,6 +243,11 @@ public sealed class BackendSession : IDisposable
         }
         _device.OnFeaturesNegotiated(features);
         if (loggingBefore != LoggingWanted) ApplyLog();
+        // With no ring running this is a device (re)start, and QEMU sends no invalidation for what the
+        // previous driver mapped (e.g. the firmware's identity translations, from before the guest kernel
+        // turned its IOMMU on): start from an empty IOTLB, as the kernel's vhost does at SET_FEATURES.
+        // A LOG_ALL toggle on running rings keeps it.
+        if (!_queues.Any(q => q.Running)) _memory.UseIotlb(false);
         _memory.UseIotlb(IommuPlatform); // from now on ring and buffer addresses are IOVAs
     }
 
