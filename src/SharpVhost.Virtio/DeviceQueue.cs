@@ -89,17 +89,28 @@ public abstract class DeviceQueue : IDeviceQueue
             Bind(memory);
             return true;
         }
-        catch (VirtqueueException e)
+        catch (Exception e) when (e is VirtqueueException or IotlbMissException)
+        {
+            return Stopped(e);
+        }
+    }
+
+    /// <summary>
+    /// A guest error breaks the queue; a miss is recorded and unbinds it (the next section binds afresh
+    /// and a pop that missed changed nothing). False, for the caller to return.
+    /// </summary>
+    private bool Stopped(Exception e)
+    {
+        if (e is IotlbMissException miss)
+        {
+            PendingMiss = miss.Miss;
+            _boundGeneration = -1;
+        }
+        else
         {
             MarkBroken(e.Message);
-            return false;
         }
-        catch (IotlbMissException e)
-        {
-            PendingMiss = e.Miss;
-            _boundGeneration = -1; // not bound: the next section binds afresh
-            return false;
-        }
+        return false;
     }
 
     /// <summary>Chooses and binds the accessors for <paramref name="memory"/>; throws <see cref="VirtqueueException"/> or a miss.</summary>
@@ -126,16 +137,9 @@ public abstract class DeviceQueue : IDeviceQueue
             Counters.ReadableBytes += chain.ReadableBytes;
             return true;
         }
-        catch (VirtqueueException e)
+        catch (Exception e) when (e is VirtqueueException or IotlbMissException)
         {
-            MarkBroken(e.Message);
-            return false;
-        }
-        catch (IotlbMissException e)
-        {
-            // Nothing was consumed: a layout changes its state only after all of a chain translated.
-            PendingMiss = e.Miss;
-            return false;
+            return Stopped(e); // a layout changes its state only after all of a chain translated
         }
     }
 
