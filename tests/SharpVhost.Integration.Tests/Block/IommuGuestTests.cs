@@ -95,8 +95,8 @@ public sealed partial class IommuGuestTests(ITestOutputHelper output)
         Assert.All(interrupts, queue => Assert.True(queue.Value > 0, $"queue {queue.Key} completed nothing\n{run.Report}"));
         Assert.Equal(Enumerable.Range(0, queues), misses.Select(q => q.Queue));
         // The disk's PCI function is in an IOMMU group with a translating, strict DMA domain.
-        var iommu = run.Tagged("SV-IOMMU").Single();
-        Assert.True(iommu is [_, "DMA"], $"the disk is not behind a strict translating IOMMU domain: SV-IOMMU {string.Join(' ', iommu)}\n{run.Report}");
+        var iommu = Tagged(run, "SV-IOMMU");
+        Assert.True(iommu.EndsWith(" DMA", StringComparison.Ordinal), $"the disk is not behind a strict translating IOMMU domain: SV-IOMMU {iommu}\n{run.Report}");
         // The backend really translated through its device IOTLB: it missed and asked QEMU, and it
         // dropped translations the guest unmapped.
         Assert.True(misses.All(q => q.Misses > 0), $"a queue reported no IOTLB misses\n{backendLog}");
