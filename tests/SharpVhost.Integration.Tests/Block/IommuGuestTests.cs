@@ -26,7 +26,14 @@ public sealed partial class IommuGuestTests(ITestOutputHelper output)
     /// <summary>The disk behind it: ACCESS_PLATFORM offered to the guest (modern-only device, as QEMU requires), with ATS.</summary>
     public static readonly IReadOnlyList<string> IommuDeviceProperties = ["iommu_platform=on", "ats=on", "disable-legacy=on"];
 
-    /// <summary>Debian's kernel has the Intel IOMMU driver built in but off by default; strict: unmaps invalidate at once.</summary>
+    /// <summary>
+    /// The guest's IOMMU on, in strict mode: every DMA unmap invalidates at once, page by page. Strict is
+    /// required with QEMU 7.2, not just for counting: in lazy mode (Debian's default, and Debian's kernel
+    /// turns the Intel IOMMU on by default) the guest flushes with domain-wide invalidations, which 7.2
+    /// does not pass on to a vhost backend (we received none), so the backend keeps translations of IOVAs
+    /// the guest has since reused for other pages: tried by hand, the guest read garbage descriptors
+    /// ("nested indirect table"), hung on DMAR faults, or crashed on corrupted memory.
+    /// </summary>
     public static readonly IReadOnlyList<string> IommuKernelArguments = ["intel_iommu=on", "iommu.strict=1"];
 
     private const int AccessPlatform = 33;
@@ -88,8 +95,8 @@ public sealed partial class IommuGuestTests(ITestOutputHelper output)
         Assert.All(interrupts, queue => Assert.True(queue.Value > 0, $"queue {queue.Key} completed nothing\n{run.Report}"));
         Assert.Equal(Enumerable.Range(0, queues), misses.Select(q => q.Queue));
         // The disk's PCI function is in an IOMMU group with a translating, strict DMA domain.
-        var iommu = run.Tagged("SV-IOMMU").Single();
-        Assert.True(iommu is [_, "DMA"], $"the disk is not behind a strict translating IOMMU domain: SV-IOMMU {string.Join(' ', iommu)}\n{run.Report}");
+        var iommu = Tagged(run, "SV-IOMMU");
+        Assert.True(iommu.EndsWith(" DMA", StringComparison.Ordinal), $"the disk is not behind a strict translating IOMMU domain: SV-IOMMU {iommu}\n{run.Report}");
         // The backend really translated through its device IOTLB: it missed and asked QEMU, and it
         // dropped translations the guest unmapped.
         Assert.True(misses.All(q => q.Misses > 0), $"a queue reported no IOTLB misses\n{backendLog}");
