@@ -382,19 +382,37 @@ public sealed class BackendSession : IDisposable
 
     /// <summary>
     /// Sends a worker's IOTLB miss over the back-end request channel (called by workers, outside read
-    /// sections). False if the frontend never gave us the channel (SET_BACKEND_REQ_FD).
+    /// sections). False if there is no channel: the frontend never gave us one (SET_BACKEND_REQ_FD),
+    /// or it stopped reading it and the channel was dropped.
     /// </summary>
     private bool ReportIotlbMiss(IotlbMiss miss)
     {
         lock (_backendChannelLock)
         {
             if (_backendChannel is not { } channel) return false;
-            // Not waiting for an ack: the frontend answers with an IOTLB update on the main channel,
-            // which the worker waits for as a memory change.
-            channel.SendIotlbMiss(miss.Iova, miss.Write ? IotlbPermission.WriteOnly : IotlbPermission.ReadOnly, waitForAck: false);
-            return true;
+            try
+            {
+                // Not waiting for an ack: the frontend answers with an IOTLB update on the main channel,
+                // which the worker waits for as a memory change.
+                channel.SendIotlbMiss(miss.Iova, miss.Write ? IotlbPermission.WriteOnly : IotlbPermission.ReadOnly, waitForAck: false);
+                return true;
+            }
+            catch (Exception e) when (e is SocketException or IOException or ObjectDisposedException)
+            {
+                // A send that timed out may have left half a message: the channel is unusable from here on.
+                _log.LogWarning("back-end request channel dropped: an IOTLB miss could not be sent ({Reason})", e.Message);
+                channel.Dispose();
+                _backendChannel = null;
+                return false;
+            }
         }
     }
+
+    /// <summary>
+    /// How long a send on the back-end request channel may block. A frontend that stops reading it
+    /// must not hold a worker (and through it GET_VRING_BASE or a disconnect) for ever.
+    /// </summary>
+    private const int BackendRequestSendTimeoutMs = 1000;
 
     private readonly Lock _backendChannelLock = new();
 
@@ -648,6 +666,7 @@ public sealed class BackendSession : IDisposable
             if (e is VhostUserSessionException) throw;
             throw new VhostUserSessionException($"SET_BACKEND_REQ_FD's fd is not a Unix stream socket ({e.Message})");
         }
+        socket.SendTimeout = BackendRequestSendTimeoutMs;
         lock (_backendChannelLock)
         {
             _backendChannel?.Dispose();

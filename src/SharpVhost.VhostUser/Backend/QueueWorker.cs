@@ -188,17 +188,10 @@ public sealed class QueueWorker : IDisposable
                 _missAsked = miss;
                 _missAskedAt = now;
                 _queue.Counters.IotlbMisses++;
-                try
+                if (_reportMiss?.Invoke(miss) != true)
                 {
-                    if (_reportMiss?.Invoke(miss) != true)
-                    {
-                        _queue.MarkBroken($"IOTLB miss at iova {miss.Iova:x} and no back-end request channel to ask for it");
-                        return;
-                    }
-                }
-                catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException)
-                {
-                    _log.LogWarning("queue {Queue}: could not send an IOTLB miss: {Reason}", _queue.Index, e.Message);
+                    _queue.MarkBroken($"IOTLB miss at iova {miss.Iova:x} and no back-end request channel to ask for it (none given, or the frontend stopped reading it)");
+                    return;
                 }
             }
             if (_domain.WaitForChange(generation, 20)) return;

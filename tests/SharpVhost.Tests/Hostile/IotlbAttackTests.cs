@@ -1,3 +1,4 @@
+using SharpVhost.Devices.Block;
 using SharpVhost.Interop;
 using SharpVhost.Tests.Protocol;
 using SharpVhost.VhostUser.Protocol;
@@ -93,6 +94,47 @@ public class IotlbAttackTests
             using var reply = h.Call(FrontEndRequest.GetVringBase, new VringState(0, 0));
             Assert.NotNull(reply);
             Assert.Equal(0u, reply.ParsePayload<VringState>().Num);
+        });
+    }
+
+    [Fact]
+    public void AFrontendThatStopsReadingItsRequestChannelLosesTheQueueNotTheBackend()
+    {
+        Attack.Run(h =>
+        {
+            h.GetU64(FrontEndRequest.GetFeatures);
+            h.Ok(FrontEndRequest.SetProtocolFeatures, new U64Payload((ulong)(HostileFrontend.Protocol | VhostUserProtocolFeatures.BackendReq)));
+            h.Ok(FrontEndRequest.SetOwner);
+            var (ours, theirs) = UnixSockets.CreatePair();
+            using var unread = ours;
+            theirs.SendBufferSize = 1; // the kernel's minimum: a handful of unread misses fill it
+            using (theirs) h.Ok(FrontEndRequest.SetBackendReqFd, default, [(int)theirs.Handle]);
+            h.Ok(FrontEndRequest.SetFeatures, new U64Payload(HostileFrontend.DriverFeatures | AccessPlatform));
+            var memory = h.ShareMemory(1 << 20);
+            Assert.Equal(Outcome.Ack, Iotlb(h, SharedMemoryBase, memory.Size, SharedMemoryBase, IotlbPermission.ReadWrite, IotlbMessageType.Update)); // the rings
+            var q = h.StartQueue(0);
+
+            // Each request's buffers sit on a page of their own that misses. We answer every miss on the
+            // main channel (we can see one arrive without reading it) but never read the request channel.
+            int served = 0;
+            for (; served < 200; served++)
+            {
+                int pending = unread.Available;
+                ulong page = memory.Allocate(4096, 4096);
+                var header = memory.GetSpan(page, 64);
+                header.Clear();
+                System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(header, VirtioBlk.TypeGetId);
+                Assert.True(q.Ring.TryAdd([new DriverBuffer(page, 16, false), new DriverBuffer(page + 16, 20, true), new DriverBuffer(page + 36, 1, true)], out _));
+                q.Ring.Publish();
+                q.Kick.Signal();
+                if (!SpinWait.SpinUntil(() => unread.Available > pending, TimeSpan.FromSeconds(3))) break; // the miss could not be sent
+                Assert.Equal(Outcome.Ack, Iotlb(h, page, 4096, SharedMemoryBase + page, IotlbPermission.ReadWrite, IotlbMessageType.Update));
+                HostileFrontend.WaitUsed(q);
+            }
+            Assert.True(served is > 0 and < 200, $"{served} requests served before the request channel filled up");
+            HostileFrontend.AssertBroken(q); // the channel was dropped, so the queue has nobody to ask
+            using var reply = h.Call(FrontEndRequest.GetVringBase, new VringState(0, 0)); // and stopping it does not hang
+            Assert.NotNull(reply);
         });
     }
 }
