@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using SharpVhost.Bench.Comparisons;
 using SharpVhost.Bench.Report;
+using SharpVhost.Interop;
 
 namespace SharpVhost.Bench;
 

@@ -35,6 +35,7 @@ public sealed class CheckingQueue(IDeviceQueue inner, GuestImage guest) : IDevic
     public QueueCounters Counters => inner.Counters;
     public string? BrokenReason => inner.BrokenReason;
     public bool IsBroken => inner.IsBroken;
+    public IotlbMiss? PendingMiss => inner.PendingMiss;
     public void SetSize(int size) => inner.SetSize(size);
     public void SetRings(RingAddresses rings) => inner.SetRings(rings);
     public void SetBase(uint vringBase) => inner.SetBase(vringBase);

@@ -49,6 +49,13 @@ gen() { # case length
 echo "SV-SIZE $(cat /sys/block/vda/size)"
 echo "SV-QUEUES $(ls /sys/block/vda/mq | wc -l)"
 echo "SV-FEATURES $(cat /sys/block/vda/device/features)"
+# The disk's PCI function behind a (virtual) IOMMU: "SV-IOMMU <group> <domain type>" (DMA =
+# translated with strict invalidation, DMA-FQ = lazy, identity = pass-through), "SV-IOMMU none" without one.
+if [ -e /sys/block/vda/device/../iommu_group ]; then
+  echo "SV-IOMMU $(basename "$(readlink /sys/block/vda/device/../iommu_group)") $(cat /sys/block/vda/device/../iommu_group/type)"
+else
+  echo "SV-IOMMU none"
+fi
 
 echo "$CASES" | while read c off len mode; do
   gen "$c" "$len" > "/tmp/pat$c"

@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 namespace SharpVhost.Interop;
 
 /// <summary>
-/// The libc calls .NET has no API for (memfd, mmap, eventfd, poll, fallocate).
+/// The libc calls .NET has no API for (memfd, mmap, eventfd, poll, fallocate, sched_setaffinity).
 /// Everything here returns the raw result; the safe wrappers beside it turn errno into exceptions.
 /// </summary>
 internal static unsafe partial class Libc
@@ -70,6 +70,12 @@ internal static unsafe partial class Libc
     public static partial int Fcntl(int fd, int cmd, int arg);
 
     public const int F_GETFL = 3, F_SETFL = 4, O_NONBLOCK = 0x800;
+
+    [LibraryImport(Lib, EntryPoint = "sched_setaffinity", SetLastError = true)]
+    public static partial int SchedSetAffinity(int tid, nuint cpuSetSize, ulong* mask);
+
+    [LibraryImport(Lib, EntryPoint = "sched_getaffinity", SetLastError = true)]
+    public static partial int SchedGetAffinity(int tid, nuint cpuSetSize, ulong* mask);
 
     [LibraryImport(Lib, EntryPoint = "getpagesize")]
     public static partial int GetPageSize();

@@ -48,13 +48,13 @@ public sealed class GuestMemoryDomain : IDisposable
 
     /// <summary>Replaces the whole table (SET_MEM_TABLE). Regions not in the new table are unmapped before this returns.</summary>
     public void ReplaceAll(IReadOnlyCollection<MemoryRegion> regions)
-        => Change(current => (GuestMemory.Create(regions, current.Log, NextGeneration()), current.Regions.Except(regions).ToArray(), null));
+        => Change(current => (GuestMemory.Create(regions, current.Log, NextGeneration(), current.Iotlb), current.Regions.Except(regions).ToArray(), null));
 
     /// <summary>Adds one region (ADD_MEM_REG).</summary>
     public void AddRegion(MemoryRegion region)
     {
         if (Current.Regions.Count >= GuestMemory.MaxRegions) throw new GuestMemoryException($"no free memory slot (limit {GuestMemory.MaxRegions})");
-        Change(current => (GuestMemory.Create(current.Regions.Append(region), current.Log, NextGeneration()), [], null));
+        Change(current => (GuestMemory.Create(current.Regions.Append(region), current.Log, NextGeneration(), current.Iotlb), [], null));
     }
 
     /// <summary>Removes the region matching <paramref name="description"/> (REM_MEM_REG); false if none matches.</summary>
@@ -67,7 +67,7 @@ public sealed class GuestMemoryDomain : IDisposable
                 && r.Size == description.Size && r.FrontendVirtualAddress == description.FrontendVirtualAddress);
             if (victim is null) return (current, [], null);
             found = true;
-            return (GuestMemory.Create(current.Regions.Where(r => r != victim), current.Log, NextGeneration()), [victim], null);
+            return (GuestMemory.Create(current.Regions.Where(r => r != victim), current.Log, NextGeneration(), current.Iotlb), [victim], null);
         });
         return found;
     }
@@ -82,12 +82,73 @@ public sealed class GuestMemoryDomain : IDisposable
     /// </summary>
     public void Invalidate() => Change(current => (current.WithGeneration(NextGeneration()), [], null));
 
-    /// <summary>Drops every region and the log (RESET_OWNER, disconnect).</summary>
+    /// <summary>Drops every region, the log and the IOTLB (RESET_OWNER, disconnect).</summary>
     public void Clear() => Change(current => (GuestMemory.Create([], null, NextGeneration()), current.Regions.ToArray(), current.Log));
+
+    // ---- device IOTLB (ACCESS_PLATFORM) ----
+
+    /// <summary>
+    /// Turns address translation through an IOTLB on (an empty one: every access misses until the
+    /// frontend sends updates) or off. Turning it off drops translations, so it waits like an invalidation.
+    /// </summary>
+    public void UseIotlb(bool on)
+    {
+        if ((Current.Iotlb is not null) == on) return;
+        Change(current => (current.WithIotlb(on ? Iotlb.Empty : null, NextGeneration()), [], null));
+    }
+
+    /// <summary>
+    /// Adds a translation (IOTLB update). Adding takes nothing away from a reader, so it is published
+    /// without a grace period, unless it replaces part of an existing entry (a remap), which is waited
+    /// for like an invalidation.
+    /// </summary>
+    public void UpdateIotlb(IotlbEntry entry)
+    {
+        lock (_changeLock) // (reentrant: Change takes it again)
+        {
+            var tlb = Current.Iotlb ?? throw new GuestMemoryException("IOTLB update without ACCESS_PLATFORM");
+            var next = tlb.Add(entry); // validates before anything is published
+            bool remap = !ReferenceEquals(tlb.Invalidate(entry.Iova, entry.Size), tlb);
+            Change(current => (current.WithIotlb(next, NextGeneration()), [], null), waitForReaders: remap);
+        }
+    }
+
+    /// <summary>
+    /// Drops the translations of [iova, iova+size) (IOTLB invalidate). When this returns no worker can
+    /// still use them, nor any ring pointer derived from them: the same grace period as a memory-table change.
+    /// Always waits, even if nothing is cached there now: an entry evicted earlier may still be in use.
+    /// </summary>
+    public void InvalidateIotlb(ulong iova, ulong size)
+    {
+        if (Current.Iotlb is null) throw new GuestMemoryException("IOTLB invalidation without ACCESS_PLATFORM");
+        Change(current => (current.WithIotlb(current.Iotlb!.Invalidate(iova, size), NextGeneration()), [], null));
+        Interlocked.Increment(ref _iotlbInvalidations);
+    }
+
+    private long _iotlbInvalidations;
+
+    /// <summary>How many IOTLB invalidations have completed their grace period (for tests and metrics).</summary>
+    public long IotlbInvalidations => Interlocked.Read(ref _iotlbInvalidations);
+
+    /// <summary>
+    /// Waits until a snapshot newer than <paramref name="generation"/> is published, or the timeout
+    /// passes: a worker waiting for an IOTLB update after a miss (outside any read section). True if one was.
+    /// </summary>
+    public bool WaitForChange(long generation, int timeoutMilliseconds)
+    {
+        lock (_changed)
+        {
+            if (Current.Generation != generation) return true;
+            Monitor.Wait(_changed, timeoutMilliseconds);
+            return Current.Generation != generation;
+        }
+    }
+
+    private readonly object _changed = new();
 
     private long NextGeneration() => ++_generation;
 
-    private void Change(Func<GuestMemory, (GuestMemory next, MemoryRegion[] retired, DirtyLog? retiredLog)> change)
+    private void Change(Func<GuestMemory, (GuestMemory next, MemoryRegion[] retired, DirtyLog? retiredLog)> change, bool waitForReaders = true)
     {
         lock (_changeLock)
         {
@@ -97,6 +158,8 @@ public sealed class GuestMemoryDomain : IDisposable
             // Publish, then wait: a reader either sees the new snapshot or is seen by the wait below
             // (both sides do store -> full fence -> load; see MemoryReader.Enter).
             Interlocked.Exchange(ref _current, next);
+            lock (_changed) Monitor.PulseAll(_changed);
+            if (!waitForReaders && retired.Length == 0 && retiredLog is null) return;
             WaitForReadersOlderThan(next.Generation);
             Interlocked.Increment(ref _gracePeriods);
             foreach (var region in retired) region.Dispose();

@@ -20,28 +20,10 @@ public sealed unsafe class CheckedRingAccessor : RingAccessor
     protected override bool OnBind()
     {
         int n = QueueSize;
-        BindError = !Covered(Rings.Descriptors, SplitRingLayout.DescriptorTableSize(n), false) ? Describe("descriptor table", Rings.Descriptors, SplitRingLayout.DescriptorTableSize(n), false)
-            : !Covered(Rings.Avail, SplitRingLayout.AvailSize(n), false) ? Describe("avail ring", Rings.Avail, SplitRingLayout.AvailSize(n), false)
-            : !Covered(Rings.Used, SplitRingLayout.UsedSize(n), true) ? Describe("used ring", Rings.Used, SplitRingLayout.UsedSize(n), true)
-            : null;
+        BindError = RingAreaCheck.Check(Memory, "descriptor table", Rings.Descriptors, SplitRingLayout.DescriptorTableSize(n), false)
+            ?? RingAreaCheck.Check(Memory, "avail ring", Rings.Avail, SplitRingLayout.AvailSize(n), false)
+            ?? RingAreaCheck.Check(Memory, "used ring", Rings.Used, SplitRingLayout.UsedSize(n), true);
         return BindError is null;
-    }
-
-    private static string Describe(string area, ulong uva, ulong size, bool write)
-        => $"{area} [{uva:x}, +{size:x}) is not {(write ? "writable " : "")}guest memory";
-
-    private bool Covered(ulong uva, ulong length, bool write)
-    {
-        if (uva + length < uva) return false;
-        while (length > 0)
-        {
-            var region = Memory.FindByFrontend(uva);
-            if (region is null || (write && !region.Writable)) return false;
-            ulong n = Math.Min(length, region.Size - (uva - region.FrontendVirtualAddress));
-            uva += n;
-            length -= n;
-        }
-        return true;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

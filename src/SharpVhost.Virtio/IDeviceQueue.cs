@@ -18,6 +18,11 @@ public interface IDeviceQueue
     QueueCounters Counters { get; }
     string? BrokenReason { get; }
     bool IsBroken { get; }
+    /// <summary>
+    /// Set when an <see cref="Attach"/> or <see cref="TryPop"/> stopped at an address the IOTLB does not
+    /// cover (nothing was consumed); cleared by the next <see cref="Attach"/>.
+    /// </summary>
+    IotlbMiss? PendingMiss { get; }
 
     // control path
     void SetSize(int size);

@@ -14,10 +14,9 @@ public sealed unsafe class PackedCheckedRingAccessor : PackedRingAccessor
     {
         ulong ring = PackedRingLayout.DescriptorRingSize(QueueSize);
         const ulong events = PackedRingLayout.EventSuppressionSize;
-        BindError = !Covered(Rings.Descriptors, ring, true) ? Describe("descriptor ring", Rings.Descriptors, ring, true)
-            : !Covered(Rings.Avail, events, false) ? Describe("driver area", Rings.Avail, events, false)
-            : !Covered(Rings.Used, events, true) ? Describe("device area", Rings.Used, events, true)
-            : null;
+        BindError = RingAreaCheck.Check(Memory, "descriptor ring", Rings.Descriptors, ring, true)
+            ?? RingAreaCheck.Check(Memory, "driver area", Rings.Avail, events, false)
+            ?? RingAreaCheck.Check(Memory, "device area", Rings.Used, events, true);
         return BindError is null;
     }
 

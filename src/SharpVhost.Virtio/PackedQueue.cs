@@ -15,14 +15,11 @@ namespace SharpVhost.Virtio;
 /// chain, buffer ids, chain lengths, indirect tables, addresses); a violation throws
 /// <see cref="VirtqueueException"/> inside and marks this queue (only) broken until it is reset.
 /// </summary>
-public sealed unsafe class PackedQueue : IDeviceQueue
+public sealed unsafe class PackedQueue : DeviceQueue
 {
     private readonly PackedDirectRingAccessor _direct = new();
     private readonly PackedCheckedRingAccessor _checked = new();
     private PackedRingAccessor _accessor;
-    private GuestMemory _memory = GuestMemory.Empty;
-    private long _boundGeneration = -1;
-    private int _configVersion, _boundConfigVersion = -1;
 
     // Where the next available chain starts, and the driver's wrap counter we expect there.
     private int _nextAvail;
@@ -57,24 +54,10 @@ public sealed unsafe class PackedQueue : IDeviceQueue
     private ushort[] _popId = [];
     private int _popTop, _freshPops;
 
-    public PackedQueue(int index, MetadataAccess access = MetadataAccess.Direct)
-    {
-        Index = index;
-        Access = access;
-        _accessor = _checked;
-    }
+    public PackedQueue(int index, MetadataAccess access = MetadataAccess.Direct) : base(index, access) => _accessor = _checked;
 
-    public int Index { get; }
-    public MetadataAccess Access { get; set; }
-    public int Size { get; private set; }
-    public RingAddresses Rings { get; private set; }
-    public bool EventIndex { get; set; }
-    public bool NotifyOnEmpty { get; set; }
-    public QueueCounters Counters { get; } = new();
-    public string? BrokenReason { get; private set; }
-    public bool IsBroken => BrokenReason is not null;
     /// <summary>True while the last bind used direct pointers.</summary>
-    public bool UsingDirectAccess => ReferenceEquals(_accessor, _direct) && _boundGeneration >= 0;
+    public bool UsingDirectAccess => ReferenceEquals(_accessor, _direct) && IsBound;
 
     public int NextAvail => _nextAvail;
     public bool AvailWrapCounter => _availWrap;
@@ -83,7 +66,7 @@ public sealed unsafe class PackedQueue : IDeviceQueue
 
     // ---- control path ----
 
-    public void SetSize(int size)
+    public override void SetSize(int size)
     {
         if (!PackedRingLayout.IsValidQueueSize(size)) throw new VirtqueueException($"queue size {size} is not between 1 and {PackedRingLayout.MaxQueueSize}");
         Size = size;
@@ -96,13 +79,7 @@ public sealed unsafe class PackedQueue : IDeviceQueue
         _popTop = _freshPops = 0;
         _descriptorsInFlight = 0;
         _freshPops = 0;
-        _configVersion++;
-    }
-
-    public void SetRings(RingAddresses rings)
-    {
-        Rings = rings;
-        _configVersion++;
+        ConfigurationChanged();
     }
 
     /// <summary>
@@ -111,7 +88,7 @@ public sealed unsafe class PackedQueue : IDeviceQueue
     /// records them. A frontend that sends only the low half (DPDK's form, or QEMU replaying a
     /// backend that returned only that) gets used = avail: no buffer was in flight when the ring stopped.
     /// </summary>
-    public void SetBase(uint vringBase)
+    public override void SetBase(uint vringBase)
     {
         _nextAvail = (int)(vringBase & 0x7fff);
         _availWrap = (vringBase & PackedRingLayout.WrapBit) != 0;
@@ -133,17 +110,17 @@ public sealed unsafe class PackedQueue : IDeviceQueue
         _pendingSlot = -1;
         _signalledValid = false;
         _recoveryPending = true;
-        _configVersion++;
+        ConfigurationChanged();
     }
 
     /// <summary>The inverse of <see cref="SetBase"/>: avail position and wrap in the low half, used in the high half.</summary>
-    public uint GetBase()
+    public override uint GetBase()
         => (uint)_nextAvail | (_availWrap ? PackedRingLayout.WrapBit : 0u)
            | ((uint)_nextUsed | (_usedWrap ? PackedRingLayout.WrapBit : 0u)) << 16;
 
-    public void Reset()
+    public override void Reset()
     {
-        BrokenReason = null;
+        ResetState();
         _nextAvail = _nextUsed = 0;
         _availWrap = _usedWrap = true;
         Array.Clear(_idInFlight);
@@ -156,38 +133,15 @@ public sealed unsafe class PackedQueue : IDeviceQueue
         _resubmitNext = 0;
         _recoveryPending = true;
         Inflight = null;
-        _boundGeneration = -1;
-        _memory = GuestMemory.Empty;
-        _configVersion++;
     }
 
     // ---- worker ----
 
-    public bool Attach(GuestMemory memory)
+    /// <summary>Direct pointers if asked for and the rings allow them, else the checked accessor; then any recovery.</summary>
+    protected override void Bind(GuestMemory memory)
     {
-        if (IsBroken) return false;
-        if (memory.Generation == _boundGeneration && _configVersion == _boundConfigVersion && ReferenceEquals(memory, _memory)) return true;
-        try
-        {
-            Bind(memory);
-            return true;
-        }
-        catch (VirtqueueException e)
-        {
-            MarkBroken(e.Message);
-            return false;
-        }
-    }
-
-    private void Bind(GuestMemory memory)
-    {
-        if (Size == 0) throw new VirtqueueException("queue size was never set");
         if (_nextAvail >= Size || _nextUsed >= Size)
             throw new VirtqueueException($"vring base (avail {_nextAvail}, used {_nextUsed}) lies outside a ring of {Size}");
-        if (_boundGeneration >= 0) Counters.Revalidations++;
-        _memory = memory;
-        _boundGeneration = memory.Generation;
-        _boundConfigVersion = _configVersion;
         _kicksDisabled = false; // the device area may be a different one now: write it afresh
         if (Access == MetadataAccess.Direct && _direct.Bind(memory, Rings, Size))
         {
@@ -258,44 +212,26 @@ public sealed unsafe class PackedQueue : IDeviceQueue
         while (index >= Size) { index -= Size; wrap = !wrap; }
     }
 
-    public void MarkBroken(string reason)
+    /// <summary>A resubmitted buffer first (after a reconnect), else the next one the driver made available.</summary>
+    protected override bool Pop(DescriptorChain chain)
     {
-        BrokenReason ??= reason;
-        Counters.Errors++;
-    }
-
-    /// <summary>Pops the next available chain. False when none is available or the queue is broken.</summary>
-    public bool TryPop(DescriptorChain chain)
-    {
-        if (IsBroken) return false;
-        try
+        if (_resubmitNext < _resubmit.Length)
         {
-            if (_resubmitNext < _resubmit.Length)
-            {
-                ushort id = _resubmit[_resubmitNext++];
-                ReadSavedChain(id, _popped.AsSpan(0, Inflight!.ReadSaved(id, _popped)), chain);
-                Counters.Requests++;
-                Counters.ReadableBytes += chain.ReadableBytes;
-                return true;
-            }
-            var head = _accessor.ReadDescriptor(_nextAvail);
-            if (!PackedRingLayout.IsAvailable(head.Flags, _availWrap))
-            {
-                // AVAIL and USED both at our wrap counter: nothing either side may write at the next available slot.
-                if (PackedRingLayout.IsUsed(head.Flags, _availWrap))
-                    throw new VirtqueueException($"descriptor {_nextAvail} carries used flags of the current pass (wrap counter confusion)");
-                return false;
-            }
-            ReadChain(head, chain);
-            Counters.Requests++;
-            Counters.ReadableBytes += chain.ReadableBytes;
+            ushort id = _resubmit[_resubmitNext];
+            ReadSavedChain(id, _popped.AsSpan(0, Inflight!.ReadSaved(id, _popped)), chain);
+            _resubmitNext++;
             return true;
         }
-        catch (VirtqueueException e)
+        var head = _accessor.ReadDescriptor(_nextAvail);
+        if (!PackedRingLayout.IsAvailable(head.Flags, _availWrap))
         {
-            MarkBroken(e.Message);
+            // AVAIL and USED both at our wrap counter: nothing either side may write at the next available slot.
+            if (PackedRingLayout.IsUsed(head.Flags, _availWrap))
+                throw new VirtqueueException($"descriptor {_nextAvail} carries used flags of the current pass (wrap counter confusion)");
             return false;
         }
+        ReadChain(head, chain); // throws before any state changes
+        return true;
     }
 
     /// <summary>
@@ -303,7 +239,7 @@ public sealed unsafe class PackedQueue : IDeviceQueue
     /// wrap counter go back to where they started and their ids leave flight (net receive queues pop
     /// buffers for a frame before knowing they are enough).
     /// </summary>
-    public void UndoPop(int count)
+    public override void UndoPop(int count)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(count);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(count, Size);
@@ -348,7 +284,7 @@ public sealed unsafe class PackedQueue : IDeviceQueue
                 id = d.Id;
                 break;
             }
-            AddSegments(d.Address, d.Length, d.IsDeviceWritable, chain);
+            BufferTranslation.AddDescriptor(Memory, d.Address, d.Length, d.IsDeviceWritable, chain);
             if (!d.HasNext) { id = d.Id; break; } // the buffer id is the last descriptor's
         }
         if (id >= Size) throw new VirtqueueException($"buffer id {id} is out of range (queue size {Size})");
@@ -381,7 +317,7 @@ public sealed unsafe class PackedQueue : IDeviceQueue
                 ReadIndirect(d, chain);
                 break;
             }
-            AddSegments(d.Address, d.Length, d.IsDeviceWritable, chain);
+            BufferTranslation.AddDescriptor(Memory, d.Address, d.Length, d.IsDeviceWritable, chain);
         }
     }
 
@@ -395,89 +331,22 @@ public sealed unsafe class PackedQueue : IDeviceQueue
             throw new VirtqueueException($"indirect table length {table.Length} is not a non-zero multiple of 16");
         int count = (int)(table.Length / PackedRingLayout.DescriptorSize);
         if (count > Size) throw new VirtqueueException($"indirect table has {count} entries, more than the queue size {Size}");
-        bool direct = _memory.TryTranslate(table.Address, table.Length, false, out nint tableHost);
-        if (!direct && !IsGuestRange(table.Address, table.Length))
-            throw new VirtqueueException($"indirect table [{table.Address:x}, +{table.Length}) is not guest memory");
+        bool direct = Memory.TryTranslate(table.Address, table.Length, false, out nint tableHost);
+        if (!direct) BufferTranslation.CheckIndirectTable(Memory, table.Address, table.Length);
         for (int i = 0; i < count; i++)
         {
             var d = direct
                 ? System.Runtime.CompilerServices.Unsafe.ReadUnaligned<PackedDescriptor>((byte*)tableHost + i * PackedRingLayout.DescriptorSize)
-                : ReadChecked(table.Address + (ulong)i * PackedRingLayout.DescriptorSize);
-            AddSegments(d.Address, d.Length, d.IsDeviceWritable, chain);
+                : BufferTranslation.ReadChecked<PackedDescriptor>(Memory, table.Address + (ulong)i * PackedRingLayout.DescriptorSize);
+            BufferTranslation.AddDescriptor(Memory, d.Address, d.Length, d.IsDeviceWritable, chain);
         }
-    }
-
-    private bool IsGuestRange(ulong gpa, ulong length)
-    {
-        if (gpa + length < gpa) return false;
-        while (length > 0)
-        {
-            var region = _memory.FindByGuest(gpa);
-            if (region is null) return false;
-            ulong n = Math.Min(length, region.Size - (gpa - region.GuestPhysicalAddress));
-            gpa += n;
-            length -= n;
-        }
-        return true;
-    }
-
-    private PackedDescriptor ReadChecked(ulong gpa)
-    {
-        try { return _memory.Read<PackedDescriptor>(gpa); }
-        catch (GuestMemoryException e) { throw new VirtqueueException("indirect table: " + e.Message); }
-    }
-
-    /// <summary>Segments are handed out as spans, so none may be longer than a span (descriptors may be up to 4 GiB - 1).</summary>
-    private const ulong MaxSegment = 1UL << 30;
-
-    /// <summary>Translates one descriptor, splitting it where it crosses from one region into an adjacent one, or exceeds <see cref="MaxSegment"/>.</summary>
-    private void AddSegments(ulong gpa, uint length, bool write, DescriptorChain chain)
-    {
-        if (length == 0) return;
-        if (gpa + length < gpa) throw new VirtqueueException($"descriptor address {gpa:x} + length {length} overflows");
-        if (length <= MaxSegment && _memory.TryTranslate(gpa, length, write, out nint host))
-        {
-            chain.Add(new BufferSegment(gpa, length, write, host));
-            return;
-        }
-        AddSegmentsSlow(gpa, length, write, chain);
-    }
-
-    /// <summary>A descriptor across adjacent regions, or longer than a segment may be.</summary>
-    private void AddSegmentsSlow(ulong gpa, uint length, bool write, DescriptorChain chain)
-    {
-        ulong address = gpa;
-        ulong remaining = length;
-        while (remaining > 0)
-        {
-            var region = _memory.FindByGuest(address);
-            if (region is null || (write && !region.Writable))
-                throw new VirtqueueException($"buffer [{gpa:x}, +{length}) is not {(write ? "writable " : "")}guest memory");
-            ulong offset = address - region.GuestPhysicalAddress;
-            ulong n = Math.Min(Math.Min(remaining, region.Size - offset), MaxSegment);
-            chain.Add(new BufferSegment(address, (uint)n, write, region.HostAddress + (nint)offset));
-            address += n;
-            remaining -= n;
-        }
-    }
-
-    /// <summary>
-    /// Writes a used descriptor for <paramref name="chain"/> without exposing it. With dirty logging,
-    /// the chain's device-writable pages are logged now, before any flags can expose them.
-    /// </summary>
-    public void AddUsed(DescriptorChain chain, uint written)
-    {
-        if (_memory.Log is { } log)
-            foreach (var s in chain.Writable) log.Mark(s.GuestAddress, s.Length);
-        AddUsed(chain.Id, written);
-        Counters.WritableBytes += written;
     }
 
     /// <summary>
     /// Writes a used descriptor for buffer <paramref name="id"/> at the next used position and skips
     /// the descriptors its chain took. Completion order is free (out of order is fine).
     /// </summary>
-    public void AddUsed(ushort id, uint written)
+    public override void AddUsed(ushort id, uint written)
     {
         if (IsBroken) return;
         try
@@ -506,7 +375,7 @@ public sealed unsafe class PackedQueue : IDeviceQueue
     }
 
     /// <summary>Exposes every used descriptor added so far: the batch's first flags, written last with release ordering.</summary>
-    public void FlushUsed()
+    public override void FlushUsed()
     {
         if (IsBroken || _pendingSlot < 0) return;
         try
@@ -520,17 +389,11 @@ public sealed unsafe class PackedQueue : IDeviceQueue
         catch (VirtqueueException e) { MarkBroken(e.Message); }
     }
 
-    public void Push(DescriptorChain chain, uint written)
-    {
-        AddUsed(chain, written);
-        FlushUsed();
-    }
-
     /// <summary>
     /// Whether the driver wants an interrupt for what was flushed since the last call, from the driver
     /// event suppression structure: enabled, disabled, or (EVENT_IDX) a specific used position.
     /// </summary>
-    public bool ShouldInterrupt()
+    public override bool ShouldInterrupt()
     {
         if (IsBroken || _pendingInterrupt == 0) return false;
         _pendingInterrupt = 0;
@@ -565,7 +428,7 @@ public sealed unsafe class PackedQueue : IDeviceQueue
     }
 
     /// <summary>Asks the driver not to kick while we are busy (with EVENT_IDX the event position is simply left behind).</summary>
-    public void DisableKicks()
+    public override void DisableKicks()
     {
         if (IsBroken || EventIndex || _kicksDisabled) return;
         try
@@ -577,7 +440,7 @@ public sealed unsafe class PackedQueue : IDeviceQueue
     }
 
     /// <summary>Asks for a kick at the next available descriptor, then re-checks: true means work arrived meanwhile.</summary>
-    public bool EnableKicks()
+    public override bool EnableKicks()
     {
         if (IsBroken) return false;
         try

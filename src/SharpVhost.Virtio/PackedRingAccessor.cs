@@ -55,27 +55,9 @@ public abstract class PackedRingAccessor
     {
         if (Memory.Log is not { } log) return;
         log.Mark(guestAddress, length);
-        if (Rings.LogUsed) log.Mark(Rings.UsedLogGuestAddress + offset, length);
+        if (Rings.LogUsed) Memory.LogRingWrite(Rings.UsedLogGuestAddress + offset, length);
     }
 
     protected VirtqueueException OutOfMemory(string area, ulong address, bool write)
         => new($"{area} at frontend address {address:x} is not {(write ? "writable " : "")}guest memory");
-
-    /// <summary>Whether [uva, uva+length) is guest memory from its first to its last byte (possibly several adjacent regions).</summary>
-    protected bool Covered(ulong uva, ulong length, bool write)
-    {
-        if (uva + length < uva) return false;
-        while (length > 0)
-        {
-            var region = Memory.FindByFrontend(uva);
-            if (region is null || (write && !region.Writable)) return false;
-            ulong n = Math.Min(length, region.Size - (uva - region.FrontendVirtualAddress));
-            uva += n;
-            length -= n;
-        }
-        return true;
-    }
-
-    protected static string Describe(string area, ulong uva, ulong size, bool write)
-        => $"{area} [{uva:x}, +{size:x}) is not {(write ? "writable " : "")}guest memory";
 }

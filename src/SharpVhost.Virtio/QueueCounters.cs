@@ -16,4 +16,6 @@ public sealed class QueueCounters
     public long CheckedBinds;
     public long DirectFallbacks;
     public long Revalidations;
+    /// <summary>IOTLB misses the worker asked the frontend to resolve (ACCESS_PLATFORM only).</summary>
+    public long IotlbMisses;
 }

@@ -43,7 +43,7 @@ public abstract class RingAccessor
     /// <summary>Logs a used-ring write at the ring's log address (the set_page_dirty analogue for the used ring).</summary>
     protected void LogUsedWrite(ulong offset, ulong length)
     {
-        if (Rings.LogUsed && Memory.Log is { } log) log.Mark(Rings.UsedLogGuestAddress + offset, length);
+        if (Rings.LogUsed) Memory.LogRingWrite(Rings.UsedLogGuestAddress + offset, length);
     }
 
     protected VirtqueueException OutOfMemory(string area, ulong offset)

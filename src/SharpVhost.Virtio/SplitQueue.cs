@@ -14,14 +14,11 @@ namespace SharpVhost.Virtio;
 /// Every guest-controlled value is checked; a violation throws <see cref="VirtqueueException"/>
 /// and marks this queue (only) broken until it is reset.
 /// </summary>
-public sealed unsafe class SplitQueue : IDeviceQueue
+public sealed unsafe class SplitQueue : DeviceQueue
 {
     private readonly DirectRingAccessor _direct = new();
     private readonly CheckedRingAccessor _checked = new();
     private RingAccessor _accessor;
-    private GuestMemory _memory = GuestMemory.Empty;
-    private long _boundGeneration = -1;
-    private int _configVersion, _boundConfigVersion = -1;
 
     private int _freshPops;         // pops from the avail ring (not resubmissions) that UndoPop may give back, at most Size
     private ushort _lastAvail;      // next avail slot to consume (free-running)
@@ -35,24 +32,10 @@ public sealed unsafe class SplitQueue : IDeviceQueue
     private int _resubmitNext;
     private int _pendingInterrupt;
 
-    public SplitQueue(int index, MetadataAccess access = MetadataAccess.Direct)
-    {
-        Index = index;
-        Access = access;
-        _accessor = _checked;
-    }
+    public SplitQueue(int index, MetadataAccess access = MetadataAccess.Direct) : base(index, access) => _accessor = _checked;
 
-    public int Index { get; }
-    public MetadataAccess Access { get; set; }
-    public int Size { get; private set; }
-    public RingAddresses Rings { get; private set; }
-    public bool EventIndex { get; set; }
-    public bool NotifyOnEmpty { get; set; }
-    public QueueCounters Counters { get; } = new();
-    public string? BrokenReason { get; private set; }
-    public bool IsBroken => BrokenReason is not null;
     /// <summary>True while the last bind used direct pointers (false: checked accessor or not bound).</summary>
-    public bool UsingDirectAccess => ReferenceEquals(_accessor, _direct) && _boundGeneration >= 0;
+    public bool UsingDirectAccess => ReferenceEquals(_accessor, _direct) && IsBound;
 
     /// <summary>The index of the next avail entry the device will consume (GET/SET_VRING_BASE).</summary>
     public ushort LastAvailIndex => _lastAvail;
@@ -60,17 +43,11 @@ public sealed unsafe class SplitQueue : IDeviceQueue
 
     // ---- control path ----
 
-    public void SetSize(int size)
+    public override void SetSize(int size)
     {
         if (!SplitRingLayout.IsValidQueueSize(size)) throw new VirtqueueException($"queue size {size} is not a power of two between 1 and {SplitRingLayout.MaxQueueSize}");
         Size = size;
-        _configVersion++;
-    }
-
-    public void SetRings(RingAddresses rings)
-    {
-        Rings = rings;
-        _configVersion++;
+        ConfigurationChanged();
     }
 
     /// <summary>Where to resume: the driver's next avail entry; the used index is then read from the ring.</summary>
@@ -80,63 +57,36 @@ public sealed unsafe class SplitQueue : IDeviceQueue
         _freshPops = 0;
         _usedIndexKnown = false;
         _signalledValid = false;
-        _configVersion++;
+        ConfigurationChanged();
     }
 
-    void IDeviceQueue.SetBase(uint vringBase)
+    public override void SetBase(uint vringBase)
     {
         if (vringBase > ushort.MaxValue) throw new VirtqueueException($"vring base {vringBase} does not fit a split ring's 16-bit index");
         SetBase((ushort)vringBase);
     }
 
-    uint IDeviceQueue.GetBase() => _lastAvail;
+    public override uint GetBase() => _lastAvail;
 
     /// <summary>Forgets the error and the binding (ring reset).</summary>
-    public void Reset()
+    public override void Reset()
     {
-        BrokenReason = null;
+        ResetState();
         _lastAvail = _cachedAvailIdx = _usedIndex = _publishedUsed = 0;
         _pendingInterrupt = 0;
         _usedIndexKnown = false;
         _signalledValid = false;
-        _boundGeneration = -1;
-        _memory = GuestMemory.Empty;
         _resubmit = [];
         _resubmitNext = 0;
         _freshPops = 0;
         Inflight = null;
-        _configVersion++;
     }
 
     // ---- worker ----
 
-    /// <summary>
-    /// Binds the queue to the snapshot of the current read section, re-validating the ring areas if the
-    /// generation or the configuration changed since the last section. False if the queue is broken.
-    /// </summary>
-    public bool Attach(GuestMemory memory)
+    /// <summary>Direct pointers if asked for and the rings allow them, else the checked accessor; then the used index and any recovery.</summary>
+    protected override void Bind(GuestMemory memory)
     {
-        if (IsBroken) return false;
-        if (memory.Generation == _boundGeneration && _configVersion == _boundConfigVersion && ReferenceEquals(memory, _memory)) return true;
-        try
-        {
-            Bind(memory);
-            return true;
-        }
-        catch (VirtqueueException e)
-        {
-            MarkBroken(e.Message);
-            return false;
-        }
-    }
-
-    private void Bind(GuestMemory memory)
-    {
-        if (Size == 0) throw new VirtqueueException("queue size was never set");
-        if (_boundGeneration >= 0) Counters.Revalidations++;
-        _memory = memory;
-        _boundGeneration = memory.Generation;
-        _boundConfigVersion = _configVersion;
         if (Access == MetadataAccess.Direct && _direct.Bind(memory, Rings, Size))
         {
             _accessor = _direct;
@@ -174,52 +124,30 @@ public sealed unsafe class SplitQueue : IDeviceQueue
     /// <summary>Requests resubmitted from the inflight region since the queue started (for tests and logs).</summary>
     public int Resubmitted => _resubmitNext;
 
-    /// <summary>Marks the queue broken (e.g. a device-level protocol error) so it stops until reset.</summary>
-    public void MarkBroken(string reason)
+    /// <summary>A resubmitted chain first (after a reconnect), else the next one the driver made available.</summary>
+    protected override bool Pop(DescriptorChain chain)
     {
-        BrokenReason ??= reason;
-        Counters.Errors++;
-    }
-
-    /// <summary>
-    /// Pops the next available chain into <paramref name="chain"/>. False when the ring is empty or the
-    /// queue is broken (see <see cref="BrokenReason"/>).
-    /// </summary>
-    public bool TryPop(DescriptorChain chain)
-    {
-        if (IsBroken) return false;
-        try
+        if (_resubmitNext < _resubmit.Length)
         {
-            if (_resubmitNext < _resubmit.Length)
-            {
-                ReadChain(_resubmit[_resubmitNext++], chain);
-                Counters.Requests++;
-                Counters.ReadableBytes += chain.ReadableBytes;
-                return true;
-            }
-            if (_lastAvail == _cachedAvailIdx)
-            {
-                ushort availIdx = _accessor.ReadAvailIndex(); // acquire: entries are read after the index
-                if ((ushort)(availIdx - _lastAvail) > Size)
-                    throw new VirtqueueException($"avail index {availIdx} is more than the queue size ahead of {_lastAvail}");
-                _cachedAvailIdx = availIdx;
-                if (availIdx == _lastAvail) return false;
-            }
-            ushort head = _accessor.ReadAvailEntry(_lastAvail & (Size - 1));
-            if (head >= Size) throw new VirtqueueException($"avail entry names descriptor {head}, queue size is {Size}");
-            ReadChain(head, chain);
-            Inflight?.OnPopped(head);
-            _lastAvail++;
-            if (_freshPops < Size) _freshPops++;
-            Counters.Requests++;
-            Counters.ReadableBytes += chain.ReadableBytes;
+            ReadChain(_resubmit[_resubmitNext], chain);
+            _resubmitNext++;
             return true;
         }
-        catch (VirtqueueException e)
+        if (_lastAvail == _cachedAvailIdx)
         {
-            MarkBroken(e.Message);
-            return false;
+            ushort availIdx = _accessor.ReadAvailIndex(); // acquire: entries are read after the index
+            if ((ushort)(availIdx - _lastAvail) > Size)
+                throw new VirtqueueException($"avail index {availIdx} is more than the queue size ahead of {_lastAvail}");
+            _cachedAvailIdx = availIdx;
+            if (availIdx == _lastAvail) return false;
         }
+        ushort head = _accessor.ReadAvailEntry(_lastAvail & (Size - 1));
+        if (head >= Size) throw new VirtqueueException($"avail entry names descriptor {head}, queue size is {Size}");
+        ReadChain(head, chain); // throws before any state changes
+        Inflight?.OnPopped(head);
+        _lastAvail++;
+        if (_freshPops < Size) _freshPops++;
+        return true;
     }
 
     /// <summary>
@@ -227,7 +155,7 @@ public sealed unsafe class SplitQueue : IDeviceQueue
     /// again: a net receive queue pops buffers for a frame before it knows they are enough (mergeable
     /// RX buffers) and returns them when they are not. Only for chains not yet added to the used ring.
     /// </summary>
-    public void UndoPop(int count)
+    public override void UndoPop(int count)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(count);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(count, Size);
@@ -259,7 +187,7 @@ public sealed unsafe class SplitQueue : IDeviceQueue
                 ReadIndirect(d, chain, budget + 1);
                 return;
             }
-            AddSegments(d, chain);
+            BufferTranslation.AddDescriptor(Memory, d.Address, d.Length, d.IsDeviceWritable, chain);
             if (!d.HasNext) return;
             index = d.Next;
             if (index >= Size) throw new VirtqueueException($"descriptor {d.Next} named by a NEXT link is outside the queue (size {Size})");
@@ -272,87 +200,25 @@ public sealed unsafe class SplitQueue : IDeviceQueue
             throw new VirtqueueException($"indirect table length {table.Length} is not a non-zero multiple of 16");
         int count = (int)(table.Length / SplitRingLayout.DescriptorSize);
         if (count > maxEntries) throw new VirtqueueException($"indirect table has {count} entries, more than the queue size {Size}");
-        bool direct = _memory.TryTranslate(table.Address, table.Length, false, out nint tableHost);
-        if (!direct && !IsGuestRange(table.Address, table.Length)) // the whole table, not just the entries we follow
-            throw new VirtqueueException($"indirect table [{table.Address:x}, +{table.Length}) is not guest memory");
+        bool direct = Memory.TryTranslate(table.Address, table.Length, false, out nint tableHost);
+        if (!direct) BufferTranslation.CheckIndirectTable(Memory, table.Address, table.Length);
         int index = 0;
         for (int seen = 0; ; seen++)
         {
             if (seen >= count) throw new VirtqueueException("indirect chain is longer than its table (loop?)");
             var d = direct
                 ? System.Runtime.CompilerServices.Unsafe.ReadUnaligned<VirtqDescriptor>((byte*)tableHost + index * SplitRingLayout.DescriptorSize)
-                : ReadChecked(table.Address + (ulong)index * SplitRingLayout.DescriptorSize);
+                : BufferTranslation.ReadChecked<VirtqDescriptor>(Memory, table.Address + (ulong)index * SplitRingLayout.DescriptorSize);
             if (d.IsIndirect) throw new VirtqueueException("nested indirect table");
-            AddSegments(d, chain);
+            BufferTranslation.AddDescriptor(Memory, d.Address, d.Length, d.IsDeviceWritable, chain);
             if (!d.HasNext) return;
             index = d.Next;
             if (index >= count) throw new VirtqueueException($"indirect NEXT link {d.Next} is outside its table of {count}");
         }
     }
 
-    private bool IsGuestRange(ulong gpa, ulong length)
-    {
-        if (gpa + length < gpa) return false;
-        while (length > 0)
-        {
-            var region = _memory.FindByGuest(gpa);
-            if (region is null) return false;
-            ulong n = Math.Min(length, region.Size - (gpa - region.GuestPhysicalAddress));
-            gpa += n;
-            length -= n;
-        }
-        return true;
-    }
-
-    private VirtqDescriptor ReadChecked(ulong gpa)
-    {
-        try { return _memory.Read<VirtqDescriptor>(gpa); }
-        catch (GuestMemoryException e) { throw new VirtqueueException("indirect table: " + e.Message); }
-    }
-
-    /// <summary>Segments are handed out as spans, so none may be longer than a span (descriptors may be up to 4 GiB - 1).</summary>
-    private const ulong MaxSegment = 1UL << 30;
-
-    /// <summary>Translates one descriptor, splitting it where it crosses from one region into an adjacent one, or exceeds <see cref="MaxSegment"/>.</summary>
-    private void AddSegments(in VirtqDescriptor d, DescriptorChain chain)
-    {
-        if (d.Length == 0) return;
-        if (d.Address + d.Length < d.Address) throw new VirtqueueException($"descriptor address {d.Address:x} + length {d.Length} overflows");
-        bool write = d.IsDeviceWritable;
-        if (d.Length <= MaxSegment && _memory.TryTranslate(d.Address, d.Length, write, out nint host))
-        {
-            chain.Add(new BufferSegment(d.Address, d.Length, write, host));
-            return;
-        }
-        ulong address = d.Address;
-        ulong remaining = d.Length;
-        while (remaining > 0)
-        {
-            var region = _memory.FindByGuest(address);
-            if (region is null || (write && !region.Writable))
-                throw new VirtqueueException($"buffer [{d.Address:x}, +{d.Length}) is not {(write ? "writable " : "")}guest memory");
-            ulong offset = address - region.GuestPhysicalAddress;
-            ulong n = Math.Min(Math.Min(remaining, region.Size - offset), MaxSegment);
-            chain.Add(new BufferSegment(address, (uint)n, write, region.HostAddress + (nint)offset));
-            address += n;
-            remaining -= n;
-        }
-    }
-
-    /// <summary>
-    /// Writes a used element for <paramref name="chain"/> without publishing it. When dirty logging is
-    /// on, every device-writable page of the chain is logged now, before any used index can expose it.
-    /// </summary>
-    public void AddUsed(DescriptorChain chain, uint written)
-    {
-        if (_memory.Log is { } log)
-            foreach (var s in chain.Writable) log.Mark(s.GuestAddress, s.Length);
-        AddUsed(chain.Id, written);
-        Counters.WritableBytes += written;
-    }
-
     /// <summary>Writes a used element without publishing it (batching).</summary>
-    public void AddUsed(ushort id, uint written)
+    public override void AddUsed(ushort id, uint written)
     {
         if (IsBroken) return;
         try
@@ -365,7 +231,7 @@ public sealed unsafe class SplitQueue : IDeviceQueue
     }
 
     /// <summary>Publishes every used element added so far with one index write (release ordering).</summary>
-    public void FlushUsed()
+    public override void FlushUsed()
     {
         if (IsBroken || _publishedUsed == _usedIndex) return;
         try
@@ -378,18 +244,11 @@ public sealed unsafe class SplitQueue : IDeviceQueue
         catch (VirtqueueException e) { MarkBroken(e.Message); }
     }
 
-    /// <summary>Adds and publishes one used element.</summary>
-    public void Push(DescriptorChain chain, uint written)
-    {
-        AddUsed(chain, written);
-        FlushUsed();
-    }
-
     /// <summary>
     /// Whether the driver wants an interrupt for what was published since the last call: EVENT_IDX's
     /// used_event rule, else the NO_INTERRUPT flag, overridden by NOTIFY_ON_EMPTY when the ring ran dry.
     /// </summary>
-    public bool ShouldInterrupt()
+    public override bool ShouldInterrupt()
     {
         if (IsBroken || _pendingInterrupt == 0) return false;
         _pendingInterrupt = 0;
@@ -427,7 +286,7 @@ public sealed unsafe class SplitQueue : IDeviceQueue
     }
 
     /// <summary>Asks the driver not to kick while we are busy (no-op with EVENT_IDX, where avail_event is simply left behind).</summary>
-    public void DisableKicks()
+    public override void DisableKicks()
     {
         if (IsBroken || EventIndex) return;
         try { _accessor.WriteUsedFlags(SplitRingLayout.UsedNoNotify); }
@@ -438,7 +297,7 @@ public sealed unsafe class SplitQueue : IDeviceQueue
     /// Asks the driver to kick for the next buffer, then re-checks the ring: true means work arrived
     /// meanwhile and the caller must keep processing instead of sleeping (the classic lost-wakeup fix).
     /// </summary>
-    public bool EnableKicks()
+    public override bool EnableKicks()
     {
         if (IsBroken) return false;
         try

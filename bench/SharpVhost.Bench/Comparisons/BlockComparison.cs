@@ -16,13 +16,14 @@ public sealed class BlockComparison : IComparison
     public string Name => "block";
     public string Title => "Block: sharpvhost blk vs qemu-storage-daemon (4 KiB random, our frontend)";
 
+    /// <summary>Why the block peer (qemu-storage-daemon, also the footprint's) cannot run here, or null if it can.</summary>
+    public static string? Unavailable() => Tools.Find(Tools.QemuStorageDaemon) is null
+        ? "qemu-storage-daemon is not installed (scripts/install-deps.sh installs qemu-system-x86)"
+        : null;
+
     public void Run(BenchContext context, ComparisonResult result)
     {
-        if (Tools.Find(Tools.QemuStorageDaemon) is null)
-        {
-            result.Unavailable.Add(new UnavailableRow("all", "qemu-storage-daemon is not installed (scripts/install-deps.sh installs qemu-system-x86)"));
-            return;
-        }
+        if (Unavailable() is { } why) { result.Unavailable.Add(new UnavailableRow("all", why)); return; }
         result.Pinning = context.Cpus.Describe("our frontend (this process)", "backend (sharpvhost blk or qemu-storage-daemon)");
         int[] depths = [1, 32];
         BlockOperation[] operations = [BlockOperation.RandomRead, BlockOperation.RandomWrite];

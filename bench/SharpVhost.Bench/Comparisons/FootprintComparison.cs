@@ -14,11 +14,7 @@ public sealed class FootprintComparison : IComparison
 
     public void Run(BenchContext context, ComparisonResult result)
     {
-        if (Tools.Find(Tools.QemuStorageDaemon) is null)
-        {
-            result.Unavailable.Add(new UnavailableRow("all", "qemu-storage-daemon is not installed"));
-            return;
-        }
+        if (BlockComparison.Unavailable() is { } why) { result.Unavailable.Add(new UnavailableRow("all", why)); return; }
         result.Pinning = context.Cpus.Describe("our frontend (this process)", "backend");
         result.Notes.Add("idle: a frontend connected (memory shared, queue started), no I/O; busy: the largest sample during 4 KiB random reads at QD32; " +
             "memfd mappings (the frontend's guest memory) are not counted. Ours runs under the JIT (.NET apphost).");

@@ -2,6 +2,7 @@
 using System.Diagnostics;
 using SharpVhost.Bench.Report;
 using SharpVhost.Devices.Net;
+using SharpVhost.Interop;
 
 namespace SharpVhost.Bench.Comparisons;
 

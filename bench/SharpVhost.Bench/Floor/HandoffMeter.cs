@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using SharpVhost.Interop;
 using SharpVhost.Virtio;
 using SharpVhost.VhostUser.Frontend;
 

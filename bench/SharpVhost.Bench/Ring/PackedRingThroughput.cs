@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using SharpVhost.Interop;
-using SharpVhost.Memory;
 using SharpVhost.Virtio;
 
 namespace SharpVhost.Bench.Ring;
@@ -15,18 +13,10 @@ public sealed record RingLayoutComparison(
     IReadOnlyList<double> Split,
     IReadOnlyList<double> Packed)
 {
-    public double SplitMedian => Median(Split);
-    public double PackedMedian => Median(Packed);
+    public double SplitMedian => Stats.Median(Split);
+    public double PackedMedian => Stats.Median(Packed);
     /// <summary>Packed over split: 1.10 means the packed ring moves 10 % more chains per second.</summary>
     public double Ratio => PackedMedian / SplitMedian;
-
-    private static double Median(IReadOnlyList<double> values)
-    {
-        var sorted = values.Order().ToArray();
-        return sorted.Length == 0 ? double.NaN
-            : sorted.Length % 2 == 1 ? sorted[sorted.Length / 2]
-            : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
-    }
 
     public override string ToString()
         => $"{Access} accessor, queue {QueueSize}, batch {Batch}, {DescriptorsPerChain} descriptor(s) per chain, {Split.Count} x {Each.TotalMilliseconds:0} ms each: " +
@@ -43,7 +33,6 @@ public sealed record RingLayoutComparison(
 /// </summary>
 public static class PackedRingThroughput
 {
-    private const ulong GpaBase = 0x1_0000_0000, UvaDelta = 0x7e00_0000_0000;
     private const ulong MemorySize = 1 << 20;
 
     public static RingLayoutComparison Compare(MetadataAccess access, int queueSize = 256, int batch = 32, int descriptorsPerChain = 1,
@@ -69,36 +58,14 @@ public static class PackedRingThroughput
         if (!SplitRingLayout.IsValidQueueSize(queueSize)) throw new ArgumentOutOfRangeException(nameof(queueSize), "both layouts need it: a power of two");
         if (descriptorsPerChain < 1 || descriptorsPerChain > 4 || batch < 1 || batch * descriptorsPerChain > queueSize)
             throw new ArgumentOutOfRangeException(nameof(batch), "a batch of chains must fit the ring");
-        using var fd = FileDescriptors.CreateMemfd("ring-layout-bench", (long)MemorySize);
-        using var driverRegion = MemoryRegion.Map(fd, new RegionDescription(GpaBase, MemorySize, GpaBase + UvaDelta, 0));
-        var driverView = GuestMemory.Create([driverRegion], null, 0);
-        using var domain = new GuestMemoryDomain();
-        domain.ReplaceAll([MemoryRegion.Map(fd, new RegionDescription(GpaBase, MemorySize, GpaBase + UvaDelta, 0))]);
-        using var reader = domain.RegisterReader();
-
-        IDriverQueue driver;
-        IDeviceQueue device;
-        if (packed)
-        {
-            var placement = PackedRingPlacement.At(GpaBase, queueSize);
-            driver = new PackedDriverQueue(driverView, placement, queueSize, eventIndex: true);
-            var queue = new PackedQueue(0, access) { EventIndex = true };
-            queue.SetSize(queueSize);
-            queue.SetRings(new RingAddresses(placement.Descriptors + UvaDelta, placement.DriverArea + UvaDelta, placement.DeviceArea + UvaDelta));
-            device = queue;
-        }
-        else
-        {
-            var placement = SplitRingPlacement.At(GpaBase, queueSize);
-            driver = new SplitDriverQueue(driverView, placement, queueSize, eventIndex: true);
-            var queue = new SplitQueue(0, access) { EventIndex = true };
-            queue.SetSize(queueSize);
-            queue.SetRings(new RingAddresses(placement.Descriptors + UvaDelta, placement.Avail + UvaDelta, placement.Used + UvaDelta));
-            device = queue;
-        }
+        using var setup = new RingBenchMemory("ring-layout-bench", MemorySize);
+        var reader = setup.Reader;
+        var (driver, device) = packed
+            ? ((IDriverQueue, IDeviceQueue))setup.CreatePacked(RingBenchMemory.GpaBase, queueSize, access)
+            : setup.CreateSplit(RingBenchMemory.GpaBase, queueSize, access);
 
         // Header-like readable buffers and a writable status byte, as block requests look.
-        ulong data = GpaBase + 0x10000;
+        ulong data = RingBenchMemory.GpaBase + 0x10000;
         Span<DriverBuffer> buffers = stackalloc DriverBuffer[descriptorsPerChain];
         for (int i = 0; i < descriptorsPerChain; i++)
             buffers[i] = new DriverBuffer(data + (ulong)i * 4096, i == descriptorsPerChain - 1 ? 1u : 512u, i == descriptorsPerChain - 1);

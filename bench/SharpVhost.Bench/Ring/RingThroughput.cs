@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using SharpVhost.Interop;
-using SharpVhost.Memory;
 using SharpVhost.Virtio;
 
 namespace SharpVhost.Bench.Ring;
@@ -14,18 +12,10 @@ public sealed record RingComparison(
     IReadOnlyList<double> Direct,
     IReadOnlyList<double> Checked)
 {
-    public double DirectMedian => Median(Direct);
-    public double CheckedMedian => Median(Checked);
+    public double DirectMedian => Stats.Median(Direct);
+    public double CheckedMedian => Stats.Median(Checked);
     /// <summary>Direct over Checked: 1.25 means the direct accessor moves 25 % more chains per second.</summary>
     public double Ratio => DirectMedian / CheckedMedian;
-
-    private static double Median(IReadOnlyList<double> values)
-    {
-        var sorted = values.Order().ToArray();
-        return sorted.Length == 0 ? double.NaN
-            : sorted.Length % 2 == 1 ? sorted[sorted.Length / 2]
-            : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
-    }
 
     public override string ToString()
         => $"split ring, queue {QueueSize}, batch {Batch}, {Regions} region(s), {Direct.Count} x {Each.TotalMilliseconds:0} ms each: " +
@@ -41,36 +31,19 @@ public sealed record RingComparison(
 /// </summary>
 public static class RingThroughput
 {
-    private const ulong GpaBase = 0x1_0000_0000, UvaDelta = 0x7e00_0000_0000;
-
     /// <summary>Runs one accessor for about <paramref name="duration"/>; returns chains per second.</summary>
     /// <param name="regions">How many regions guest memory is split into (the rings sit in the last one).</param>
     public static double Run(MetadataAccess access, int queueSize, int batch, TimeSpan duration, int regions = 1)
     {
         if (!SplitRingLayout.IsValidQueueSize(queueSize)) throw new ArgumentOutOfRangeException(nameof(queueSize));
         if (batch < 1 || batch > queueSize) throw new ArgumentOutOfRangeException(nameof(batch));
-        if (regions < 1 || regions > 64) throw new ArgumentOutOfRangeException(nameof(regions));
         const ulong regionSize = 1 << 20;
-        ulong size = regionSize * (ulong)regions;
-        using var fd = FileDescriptors.CreateMemfd("ring-bench", (long)size);
-        using var driverRegion = MemoryRegion.Map(fd, new RegionDescription(GpaBase, size, GpaBase + UvaDelta, 0));
-        var driverView = GuestMemory.Create([driverRegion], null, 0);
-        using var domain = new GuestMemoryDomain();
-        domain.ReplaceAll(Enumerable.Range(0, regions).Select(i =>
-        {
-            ulong gpa = GpaBase + (ulong)i * regionSize;
-            return MemoryRegion.Map(fd, new RegionDescription(gpa, regionSize, gpa + UvaDelta, (ulong)i * regionSize));
-        }).ToArray());
-
-        ulong ringBase = GpaBase + size - regionSize;
-        var placement = SplitRingPlacement.At(ringBase, queueSize);
+        using var setup = new RingBenchMemory("ring-bench", regionSize, regions);
+        ulong ringBase = RingBenchMemory.GpaBase + setup.Size - regionSize;
         ulong data = ringBase + 0x10000;
-        var driver = new SplitDriverQueue(driverView, placement, queueSize, eventIndex: true);
-        var device = new SplitQueue(0, access) { EventIndex = true };
-        device.SetSize(queueSize);
-        device.SetRings(new RingAddresses(placement.Descriptors + UvaDelta, placement.Avail + UvaDelta, placement.Used + UvaDelta));
+        var (driver, device) = setup.CreateSplit(ringBase, queueSize, access);
+        var reader = setup.Reader;
         var chain = new DescriptorChain();
-        using var reader = domain.RegisterReader();
         Span<DriverBuffer> buffer = [new DriverBuffer(data, 64, false)];
 
         long ops = 0;

@@ -3,6 +3,7 @@ using System.Text;
 using Microsoft.Extensions.Logging;
 using SharpVhost.Interop;
 using SharpVhost.VhostUser.Frontend;
+using SharpVhost.VhostUser.Protocol;
 using SharpVhost.Virtio;
 
 namespace SharpVhost.Devices.Block;
@@ -33,6 +34,13 @@ public sealed record BlockClientOptions
     public bool InlineCompletions { get; init; }
     /// <summary>Ask for VIRTIO_F_RING_PACKED; the rings are packed if the backend offers it.</summary>
     public bool PackedRing { get; init; }
+    /// <summary>
+    /// Put the device behind a virtual IOMMU (ACCESS_PLATFORM): the backend translates every address
+    /// through IOTLB entries it asks for. The client maps all its memory (IOVA = guest-physical) in
+    /// <see cref="IommuMappingBytes"/> pieces; <see cref="BlockClient.Iommu"/> can unmap and remap them.
+    /// </summary>
+    public bool Iommu { get; init; }
+    public ulong IommuMappingBytes { get; init; } = 64 << 10;
 }
 
 /// <summary>
@@ -50,6 +58,8 @@ public sealed class BlockClient : IDisposable
     public uint BlockSize { get; }
     public ulong Features => _session.Features;
     public SharedMemory Memory { get; }
+    /// <summary>The virtual IOMMU, when <see cref="BlockClientOptions.Iommu"/> was asked for.</summary>
+    public FrontendIommu? Iommu => _session.Iommu;
     public int NumQueues => _queues.Length;
 
     private BlockClient(FrontendSession session, BlockClientOptions options)
@@ -68,6 +78,9 @@ public sealed class BlockClient : IDisposable
         int queues = Math.Min(options.NumQueues, session.MaxQueues);
         ulong perQueue = (ulong)options.QueueDepth * ClientQueue.SlotBytes + SplitRingPlacement.At(0, options.QueueSize).End + 8192;
         Memory = session.ShareMemory(options.BufferBytes + (ulong)queues * perQueue);
+        if (session.Iommu is { } iommu)
+            for (ulong at = 0; at < Memory.Size; at += options.IommuMappingBytes)
+                iommu.Map(at, Math.Min(options.IommuMappingBytes, Memory.Size - at), Memory.ToFrontendVirtual(at), IotlbPermission.ReadWrite);
         _queues = new ClientQueue[queues];
         for (int i = 0; i < queues; i++)
             _queues[i] = new ClientQueue(session.StartQueue(i, options.QueueSize), Memory, Math.Min(options.QueueDepth, options.QueueSize),
@@ -76,7 +89,7 @@ public sealed class BlockClient : IDisposable
 
     public static BlockClient Connect(string socketPath, BlockClientOptions? options = null, ILogger? logger = null)
     {
-        var session = FrontendSession.Connect(socketPath, logger);
+        var session = FrontendSession.Connect(socketPath, logger, iommu: options?.Iommu ?? false);
         try { return new BlockClient(session, options ?? new BlockClientOptions()); }
         catch { session.Dispose(); throw; }
     }

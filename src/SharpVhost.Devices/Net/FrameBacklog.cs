@@ -23,6 +23,7 @@ public sealed class FrameBacklog : IRxFrameSource, IDisposable
     private long _enqueuePosition;   // producers, CAS
     private long _dequeuePosition;   // the consumer only
     private int _wakeArmed;          // 0: the consumer may be asleep with nothing queued; a producer must signal
+    private bool _rearmed;           // the consumer only: it set _wakeArmed to 0 since it last cleared the descriptor
     private long _dropped;
 
     public int Capacity { get; }
@@ -114,10 +115,20 @@ public sealed class FrameBacklog : IRxFrameSource, IDisposable
 
     // ---- consumer (the receive queue's worker) ----
 
-    /// <summary>Clears the wake descriptor once per batch, so the worker's poll does not spin on it.</summary>
+    /// <summary>
+    /// Clears the wake descriptor once per batch, so the worker's poll does not spin on it. A producer
+    /// signals after flipping the flag, so its signal may land after a batch already cleared the
+    /// descriptor and after the consumer re-armed (flag 0 again): with the flag alone that signal would
+    /// stay readable and wake the worker over and over while nothing is queued. Hence also clear it in
+    /// the first batch after any re-arming.
+    /// </summary>
     public void BeginBatch()
     {
-        if (Volatile.Read(ref _wakeArmed) != 0) _wake.TryConsume();
+        if (_rearmed || Volatile.Read(ref _wakeArmed) != 0)
+        {
+            _rearmed = false;
+            _wake.TryConsume();
+        }
     }
 
     public bool TryPeek(out VirtioNetHeader header, out ReadOnlySpan<byte> frame)
@@ -126,6 +137,7 @@ public sealed class FrameBacklog : IRxFrameSource, IDisposable
         {
             // Empty: let the next producer wake us, then look once more for a frame published meanwhile.
             Interlocked.Exchange(ref _wakeArmed, 0);
+            _rearmed = true;
             if (!TryPeekPublished(out header, out frame)) return false;
         }
         return true;

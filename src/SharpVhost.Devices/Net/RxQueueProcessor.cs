@@ -31,6 +31,13 @@ internal sealed class RxQueueProcessor : IQueueProcessor, IDisposable
 
     public int WakeFd => _source.WakeFd;
 
+    /// <summary>
+    /// The last pass ended because no frame was waiting (the source armed its wake descriptor when it
+    /// found itself empty). The guest's buffers are then no reason to run again: the worker sleeps
+    /// until a frame arrives (WakeFd) or the guest kicks.
+    /// </summary>
+    public bool IdleUntilWake { get; private set; }
+
     public int Process(IDeviceQueue queue, GuestMemory memory, int budget)
     {
         var counters = _port.Counters;
@@ -40,8 +47,14 @@ internal sealed class RxQueueProcessor : IQueueProcessor, IDisposable
         int used = 0;
         long frames = 0, bytes = 0; // added to the shared counters once per batch
         _source.BeginBatch();
-        while (used < budget && _source.TryPeek(out var header, out var frame))
+        IdleUntilWake = false;
+        while (used < budget)
         {
+            if (!_source.TryPeek(out var header, out var frame))
+            {
+                IdleUntilWake = true;
+                break;
+            }
             int total = headerSize + frame.Length;
             int count = 0;
             long room = 0;
@@ -65,7 +78,7 @@ internal sealed class RxQueueProcessor : IQueueProcessor, IDisposable
                 // The batch went on buffers too small for a header: the frame waits for the next batch.
                 if (count == 0 && used >= budget) break;
                 queue.UndoPop(count);
-                if (queue.IsBroken) break;
+                if (queue.IsBroken || queue.PendingMiss is not null) break; // a miss: the frame waits for the translation
                 if (count < maxBuffers)
                 {
                     // The ring ran dry. Wait for a refill (the kick wakes us) unless the source cannot wait.

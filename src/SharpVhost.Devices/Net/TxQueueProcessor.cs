@@ -14,6 +14,9 @@ internal sealed class TxQueueProcessor(NetPort port, NetEndpoint endpoint, int p
     private readonly DescriptorChain _chain = new();
     private long _batchFrames, _batchBytes, _batchOffloaded; // added to the shared counters once per batch, not per frame
 
+    /// <summary>Frames the guest made available before the ring was stopped or disabled were sent: deliver them.</summary>
+    public bool FinishOnStop => true;
+
     public int Process(IDeviceQueue queue, GuestMemory memory, int budget)
     {
         int handled = 0;

@@ -48,7 +48,12 @@ public sealed class BackendSession : IDisposable
         _metrics = BackendMetrics.Register(device.Kind, () => _queues.Select(q => q.Queue));
     }
 
-    public ulong OfferedFeatures => _device.Features | VirtioFeatureBits.Bit(VirtioFeatureBits.ProtocolFeatures);
+    /// <summary>
+    /// The device's features, plus what the session itself implements: protocol features, and
+    /// ACCESS_PLATFORM (a device behind a virtual IOMMU; QEMU negotiates it only with iommu_platform=on).
+    /// </summary>
+    public ulong OfferedFeatures => _device.Features | VirtioFeatureBits.Bit(VirtioFeatureBits.ProtocolFeatures)
+        | VirtioFeatureBits.Bit(VirtioFeatureBits.AccessPlatform);
     public ulong OfferedProtocolFeatures => AlwaysOfferedProtocolFeatures | _device.ExtraProtocolFeatures;
     public GuestMemoryDomain Memory => _memory;
     public IReadOnlyList<IDeviceQueue> Queues => _queues.Select(q => q.Queue).ToArray();
@@ -195,6 +200,7 @@ public sealed class BackendSession : IDisposable
             case FrontEndRequest.SetLogBase: SetLogBase(m); break;
             case FrontEndRequest.SetLogFd: m.Fds.Take(0).Dispose(); break; // we never signal log syncs; just own and close it
             case FrontEndRequest.SetBackendReqFd: SetBackendReqFd(m); break;
+            case FrontEndRequest.IotlbMsg: IotlbMessageReceived(m.ParsePayload<IotlbMessage>()); break;
             case FrontEndRequest.GetInflightFd: GetInflightFd(m); break;
             case FrontEndRequest.SetInflightFd: SetInflightFd(m); break;
             case FrontEndRequest.ResetDevice: ResetDevice(); break;
@@ -237,7 +243,15 @@ public sealed class BackendSession : IDisposable
         }
         _device.OnFeaturesNegotiated(features);
         if (loggingBefore != LoggingWanted) ApplyLog();
+        // With no ring running this is a device (re)start, and QEMU sends no invalidation for what the
+        // previous driver mapped (e.g. the firmware's identity translations, from before the guest kernel
+        // turned its IOMMU on): start from an empty IOTLB, as the kernel's vhost does at SET_FEATURES.
+        // A LOG_ALL toggle on running rings keeps it.
+        if (!_queues.Any(q => q.Running)) _memory.UseIotlb(false);
+        _memory.UseIotlb(IommuPlatform); // from now on ring and buffer addresses are IOVAs
     }
+
+    private bool IommuPlatform => VirtioFeatureBits.Has(_features, VirtioFeatureBits.AccessPlatform);
 
     private void SetProtocolFeatures(ulong features)
     {
@@ -348,6 +362,42 @@ public sealed class BackendSession : IDisposable
         }
     }
 
+    // ---- device IOTLB (vIOMMU) ----
+
+    private void IotlbMessageReceived(IotlbMessage message)
+    {
+        if (!IommuPlatform) throw new VhostUserSessionException("IOTLB message without ACCESS_PLATFORM negotiated");
+        switch (message.Type)
+        {
+            case IotlbMessageType.Update:
+                _memory.UpdateIotlb(new IotlbEntry(message.Iova, message.Size, message.UserAddr, (IotlbAccess)message.Permission));
+                break;
+            case IotlbMessageType.Invalidate:
+                _memory.InvalidateIotlb(message.Iova, message.Size); // returns once no worker can use the range
+                break;
+            default:
+                throw new VhostUserSessionException($"IOTLB message type {message.Type} is not for a back-end");
+        }
+    }
+
+    /// <summary>
+    /// Sends a worker's IOTLB miss over the back-end request channel (called by workers, outside read
+    /// sections). False if the frontend never gave us the channel (SET_BACKEND_REQ_FD).
+    /// </summary>
+    private bool ReportIotlbMiss(IotlbMiss miss)
+    {
+        lock (_backendChannelLock)
+        {
+            if (_backendChannel is not { } channel) return false;
+            // Not waiting for an ack: the frontend answers with an IOTLB update on the main channel,
+            // which the worker waits for as a memory change.
+            channel.SendIotlbMiss(miss.Iova, miss.Write ? IotlbPermission.WriteOnly : IotlbPermission.ReadOnly, waitForAck: false);
+            return true;
+        }
+    }
+
+    private readonly Lock _backendChannelLock = new();
+
     // ---- rings ----
 
     private QueueSlot Slot(uint index) => index < _queues.Length ? _queues[index]
@@ -382,7 +432,10 @@ public sealed class BackendSession : IDisposable
     private VringState GetVringBase(VringState state)
     {
         var slot = Slot(state.Index);
-        slot.StopWorker(); // stops the ring: the worker has left and will not come back
+        // Stops the ring: the worker has left and will not come back. What the driver made available
+        // before this message is finished first where the device asks for it (net transmit): DPDK's
+        // virtio_user stops right after its last burst, whose kick our worker may not have seen yet.
+        slot.StopWorker(finish: true);
         slot.Started = false;
         slot.Kick?.Dispose(); slot.Kick = null;
         slot.Call?.Dispose(); slot.Call = null;
@@ -457,12 +510,13 @@ public sealed class BackendSession : IDisposable
         if (shouldRun == slot.Running) return;
         if (!shouldRun)
         {
-            slot.StopWorker();
+            // Disabled (SET_VRING_ENABLE 0): a transmit queue still owes the frames sent before it.
+            slot.StopWorker(finish: true);
             return;
         }
         AttachInflight(slot);
         var worker = new QueueWorker(slot.Queue, _memory, _device.CreateProcessor(slot.Index), slot.Polling ? null : slot.Kick,
-            slot.Call, slot.Err, _options.BusyPoll, _log);
+            slot.Call, slot.Err, _options.BusyPoll, _log, ReportIotlbMiss);
         slot.Worker = worker;
         worker.Start();
         _log.LogInformation("queue {Queue} running ({Layout}, size {Size}, {Access})", slot.Index, slot.Queue is PackedQueue ? "packed" : "split", slot.Queue.Size, slot.Queue.Access);
@@ -573,7 +627,7 @@ public sealed class BackendSession : IDisposable
     {
         foreach (var q in _queues)
         {
-            q.StopWorker();
+            q.StopWorker(finish: true); // a stop like GET_VRING_BASE's: transmit queues finish what was sent
             q.Started = false;
         }
     }
@@ -594,8 +648,11 @@ public sealed class BackendSession : IDisposable
             if (e is VhostUserSessionException) throw;
             throw new VhostUserSessionException($"SET_BACKEND_REQ_FD's fd is not a Unix stream socket ({e.Message})");
         }
-        _backendChannel?.Dispose();
-        _backendChannel = new BackEndRequestChannel(socket, Has(VhostUserProtocolFeatures.ReplyAck), _log);
+        lock (_backendChannelLock)
+        {
+            _backendChannel?.Dispose();
+            _backendChannel = new BackEndRequestChannel(socket, Has(VhostUserProtocolFeatures.ReplyAck), _log);
+        }
     }
 
     /// <summary>Stops every queue and forgets ring state; memory stays (RESET_DEVICE keeps the table).</summary>
@@ -614,12 +671,16 @@ public sealed class BackendSession : IDisposable
         ResetDevice();
         _inflight?.Mapping.Dispose(); // the frontend keeps its own mapping for the next connection
         _inflight = null;
-        _backendChannel?.Dispose();
-        _backendChannel = null;
+        lock (_backendChannelLock)
+        {
+            _backendChannel?.Dispose();
+            _backendChannel = null;
+        }
         if (_pendingLog is not null && !ReferenceEquals(_pendingLog, _memory.Current.Log)) _pendingLog.Dispose();
         _pendingLog = null;
         if (_memory.Current.Log is { } log) _dirtyBitsSet += log.BitsSet;
         if (_dirtyBitsSet > 0) _log.LogInformation("dirty log: {Bits} page bits set while logging", _dirtyBitsSet);
+        if (_memory.IotlbInvalidations > 0) _log.LogInformation("IOTLB: {Invalidations} invalidations so far", _memory.IotlbInvalidations);
         _dirtyBitsSet = 0;
         _memory.Clear();
         _regionRepeats.Clear();
@@ -634,8 +695,8 @@ public sealed class BackendSession : IDisposable
         {
             var c = q.Queue.Counters;
             if (c.Requests == 0 && c.Errors == 0) continue;
-            _log.LogInformation("queue {Queue}: {Requests} requests, {Read} bytes read, {Written} bytes written, {Errors} errors, {Kicks} kicks, {Interrupts} interrupts, {Direct} direct / {Checked} checked binds, {Fallbacks} fallbacks, {Revalidations} re-validations",
-                q.Index, c.Requests, c.ReadableBytes, c.WritableBytes, c.Errors, c.Kicks, c.Interrupts, c.DirectBinds, c.CheckedBinds, c.DirectFallbacks, c.Revalidations);
+            _log.LogInformation("queue {Queue}: {Requests} requests, {Read} bytes read, {Written} bytes written, {Errors} errors, {Kicks} kicks, {Interrupts} interrupts, {Direct} direct / {Checked} checked binds, {Fallbacks} fallbacks, {Revalidations} re-validations, {Misses} IOTLB misses",
+                q.Index, c.Requests, c.ReadableBytes, c.WritableBytes, c.Errors, c.Kicks, c.Interrupts, c.DirectBinds, c.CheckedBinds, c.DirectFallbacks, c.Revalidations, c.IotlbMisses);
         }
     }
 

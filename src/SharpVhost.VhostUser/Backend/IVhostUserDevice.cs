@@ -51,4 +51,23 @@ public interface IQueueProcessor
     /// processor consumes it. -1 when there is none.
     /// </summary>
     int WakeFd => -1;
+
+    /// <summary>
+    /// Read after <see cref="Process"/>: true when that pass stopped because the processor itself had
+    /// nothing to do (a net receive queue with no frame waiting), not because the ring ran dry or the
+    /// budget ran out. The worker then re-enables kicks and sleeps even though the ring still holds
+    /// available buffers: they are not work until <see cref="WakeFd"/> (or a kick) says so. A processor
+    /// that reports this must have armed <see cref="WakeFd"/> before its last look for work, so that
+    /// work arriving after that look wakes the worker.
+    /// </summary>
+    bool IdleUntilWake => false;
+
+    /// <summary>
+    /// Whether the chains the driver made available before the queue is stopped or disabled
+    /// (GET_VRING_BASE, SET_VRING_ENABLE 0) are to be processed before the worker stops: true for a net
+    /// transmit queue (the frames were sent while the ring ran; vhost-user says a disabled ring still
+    /// processes TX), false where a stop must take effect at once (a net receive queue must not supply
+    /// new frames once disabled).
+    /// </summary>
+    bool FinishOnStop => false;
 }

@@ -25,8 +25,11 @@ internal sealed class QueueSlot(int index, MetadataAccess access) : IDisposable
 
     public bool Running => Worker is not null;
 
-    public void StopWorker()
+    /// <param name="finish">The ring is being stopped or disabled by the frontend (not torn down): let the
+    /// worker finish what was made available before, if its processor asks for that.</param>
+    public void StopWorker(bool finish = false)
     {
+        Worker?.Stop(finish);
         Worker?.Dispose();
         Worker = null;
         foreach (var fd in RetiredErrs) fd.Dispose();

@@ -22,12 +22,17 @@ public sealed class QueueWorker : IDisposable
     private readonly ILogger _log;
     private readonly Thread _thread;
     private volatile bool _stopping;
+    private readonly Func<IotlbMiss, bool>? _reportMiss;
+    private volatile bool _finishOnStop;
 
     public bool BusyPoll { get; }
 
+    /// <param name="reportMiss">Sends an IOTLB miss to the frontend (ACCESS_PLATFORM), false if there is no way to;
+    /// called outside any read section.</param>
     public QueueWorker(IDeviceQueue queue, GuestMemoryDomain domain, IQueueProcessor processor,
-        EventFd? kick, EventFd? call, EventFd? err, bool busyPoll, ILogger log)
+        EventFd? kick, EventFd? call, EventFd? err, bool busyPoll, ILogger log, Func<IotlbMiss, bool>? reportMiss = null)
     {
+        _reportMiss = reportMiss;
         _queue = queue;
         _domain = domain;
         _processor = processor;
@@ -90,6 +95,7 @@ public sealed class QueueWorker : IDisposable
                 if (ready == 0 && _kick.TryConsume()) _queue.Counters.Kicks++;
                 Drain(reader);
             }
+            if (_finishOnStop && !_queue.IsBroken) Finish(reader);
         }
         catch (Exception e)
         {
@@ -103,39 +109,141 @@ public sealed class QueueWorker : IDisposable
         }
     }
 
-    /// <summary>Processes until the ring is empty with kicks re-enabled. Returns whether anything was done.</summary>
+    /// <summary>
+    /// Processes until there is nothing to do with kicks re-enabled. Returns whether anything was done.
+    /// A pass that used its whole budget goes round again at once (kicks stay off: the ring is not
+    /// known to be empty). A shorter pass re-enables kicks and re-checks the ring, so that a chain
+    /// made available meanwhile is not stranded behind a kick the driver saw no reason to send;
+    /// chains found by the re-check are work, unless the processor said it is idle until its own
+    /// wake descriptor fires (a receive queue with buffers but no frames: sleeping then is right, and
+    /// spinning on the buffers would burn a core).
+    /// </summary>
     private bool Drain(MemoryReader reader)
     {
         bool any = false;
         while (!_stopping)
         {
             var memory = reader.Enter();
-            int handled;
+            int handled = 0;
             bool more;
+            IotlbMiss? miss;
             try
             {
-                if (!_queue.Attach(memory)) return any;
-                _queue.DisableKicks();
-                handled = _processor.Process(_queue, memory, BatchBudget);
-                _queue.FlushUsed();
-                if (_queue.ShouldInterrupt()) Volatile.Read(ref _call)?.Signal();
-                // Full batch: go round again (after leaving the section). Short batch: ring looked empty;
-                // re-enable kicks and re-check so a buffer added meanwhile is not stranded.
-                more = handled == BatchBudget || (!BusyPoll && _queue.EnableKicks());
+                if (_queue.Attach(memory))
+                {
+                    _queue.DisableKicks();
+                    handled = _processor.Process(_queue, memory, BatchBudget);
+                    _queue.FlushUsed();
+                    if (_queue.ShouldInterrupt()) Volatile.Read(ref _call)?.Signal();
+                }
+                miss = _queue.PendingMiss;
+                if (miss is not null || _queue.IsBroken) more = false; // a miss: the ring is not empty, we wait for a translation
+                else if (handled >= BatchBudget) more = true; // (a receive pass may take a few buffers past its budget)
+                else if (BusyPoll) more = false;
+                else
+                {
+                    bool available = _queue.EnableKicks(); // always, before any sleep: kicks must never be left off
+                    more = available && !_processor.IdleUntilWake;
+                }
             }
             finally
             {
                 reader.Exit();
             }
             any |= handled > 0;
-            if (!more || _queue.IsBroken) return any;
+            if (_queue.IsBroken) return any;
+            if (miss is { } m)
+            {
+                WaitForTranslation(m, memory.Generation);
+                continue;
+            }
+            _missAsked = null; // no longer stuck: the next miss, even at the same address, is a new one
+            if (!more) return any;
         }
         return any;
     }
 
-    /// <summary>Stops the thread and waits for it: after this returns the worker touches nothing.</summary>
-    public void Stop()
+    // The miss the queue is stuck on that the frontend was last asked about, and when (Environment.TickCount64).
+    private IotlbMiss? _missAsked;
+    private long _missAskedAt;
+
+    /// <summary>
+    /// Asks the frontend for the translation the queue missed and waits, outside any read section (an
+    /// invalidation must never wait for us), until the memory view changes; asks again after a second
+    /// in case the frontend dropped the request. Stopping ends the wait.
+    /// </summary>
+    /// <remarks>
+    /// The wait ends at any memory change, mostly other addresses' updates and invalidations, and the
+    /// queue then stops at the same miss again: that is not asked again until a second has passed. Asking
+    /// at every change sent duplicates that QEMU answered only after the guest had completed the request
+    /// and unmapped the address, so its vIOMMU reported DMAR faults to the guest for a well-behaved device.
+    /// </remarks>
+    private void WaitForTranslation(IotlbMiss miss, long generation)
     {
+        while (!_stopping)
+        {
+            long now = Environment.TickCount64;
+            if (_missAsked != miss || now - _missAskedAt >= 1000) // first, and then once a second
+            {
+                _missAsked = miss;
+                _missAskedAt = now;
+                _queue.Counters.IotlbMisses++;
+                try
+                {
+                    if (_reportMiss?.Invoke(miss) != true)
+                    {
+                        _queue.MarkBroken($"IOTLB miss at iova {miss.Iova:x} and no back-end request channel to ask for it");
+                        return;
+                    }
+                }
+                catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException)
+                {
+                    _log.LogWarning("queue {Queue}: could not send an IOTLB miss: {Reason}", _queue.Index, e.Message);
+                }
+            }
+            if (_domain.WaitForChange(generation, 20)) return;
+        }
+    }
+
+    /// <summary>
+    /// The last passes of a queue being stopped or disabled whose processor asks for it
+    /// (<see cref="IQueueProcessor.FinishOnStop"/>): what the driver made available before the stop is
+    /// processed, and no more than one ring's worth, so a driver that keeps adding cannot hold the stop up.
+    /// </summary>
+    private void Finish(MemoryReader reader)
+    {
+        int left = Math.Max(_queue.Size, 1);
+        while (left > 0)
+        {
+            int budget = Math.Min(BatchBudget, left);
+            var memory = reader.Enter();
+            int handled;
+            try
+            {
+                if (!_queue.Attach(memory)) return;
+                handled = _processor.Process(_queue, memory, budget);
+                _queue.FlushUsed();
+                if (_queue.ShouldInterrupt()) Volatile.Read(ref _call)?.Signal();
+            }
+            finally
+            {
+                reader.Exit();
+            }
+            left -= handled;
+            if (handled < budget || _queue.IsBroken) return;
+        }
+    }
+
+    /// <summary>
+    /// Stops the thread and waits for it: after this returns the worker touches nothing. With
+    /// <paramref name="finish"/> (the ring is being stopped or disabled, not torn down) a processor that
+    /// asks for it first gets what the driver made available before the stop
+    /// (<see cref="IQueueProcessor.FinishOnStop"/>): a net transmit queue's last frames were sent, and
+    /// the worker may simply not have been scheduled since their kick.
+    /// </summary>
+    public void Stop(bool finish = false)
+    {
+        if (finish && _processor.FinishOnStop) _finishOnStop = true; // before _stopping: the worker reads it after seeing the stop
         _stopping = true;
         _stop.Signal();
         if (_thread.IsAlive && Thread.CurrentThread != _thread) _thread.Join();

@@ -26,23 +26,39 @@ public sealed class FrontendSession : IDisposable
     public VhostUserProtocolFeatures ProtocolFeatures { get; }
     public int MaxQueues { get; }
     public SharedMemory? Memory { get; private set; }
+    /// <summary>
+    /// The virtual IOMMU when the session was opened with one: ring and buffer addresses are then
+    /// IOVAs (this library uses IOVA = guest-physical), which the backend translates with IOTLB
+    /// entries it asks for; the caller maps and unmaps them as a guest's IOMMU driver would.
+    /// </summary>
+    public FrontendIommu? Iommu { get; }
 
-    private FrontendSession(Socket socket, ILogger? logger)
+    private FrontendSession(Socket socket, ILogger? logger, bool iommu)
     {
         _connection = new FrontEndConnection(socket, logger);
         BackendFeatures = _connection.GetU64(FrontEndRequest.GetFeatures);
         if (!VirtioFeatureBits.Has(BackendFeatures, VirtioFeatureBits.ProtocolFeatures))
             throw new VhostUserSessionFailedException("backend does not offer VHOST_USER_F_PROTOCOL_FEATURES");
         var offered = (VhostUserProtocolFeatures)_connection.GetU64(FrontEndRequest.GetProtocolFeatures);
-        ProtocolFeatures = offered & Wanted;
+        var wanted = Wanted | (iommu ? VhostUserProtocolFeatures.BackendReq : 0);
+        ProtocolFeatures = offered & wanted;
+        if (iommu && (!VirtioFeatureBits.Has(BackendFeatures, VirtioFeatureBits.AccessPlatform)
+            || (ProtocolFeatures & IommuProtocolFeatures) != IommuProtocolFeatures))
+            throw new VhostUserSessionFailedException("backend does not offer ACCESS_PLATFORM with BACKEND_REQ and REPLY_ACK (needed behind an IOMMU)");
         _connection.SetU64(FrontEndRequest.SetProtocolFeatures, (ulong)ProtocolFeatures);
         _connection.ReplyAck = ProtocolFeatures.HasFlag(VhostUserProtocolFeatures.ReplyAck);
         MaxQueues = ProtocolFeatures.HasFlag(VhostUserProtocolFeatures.MultiQueue) ? (int)_connection.GetU64(FrontEndRequest.GetQueueNum) : 1;
         _connection.Send(FrontEndRequest.SetOwner);
+        if (iommu) Iommu = new FrontendIommu(_connection, logger);
     }
 
-    /// <summary>Connects to a backend listening on <paramref name="socketPath"/> and performs the opening handshake.</summary>
-    public static FrontendSession Connect(string socketPath, ILogger? logger = null, TimeSpan? timeout = null)
+    private const VhostUserProtocolFeatures IommuProtocolFeatures = VhostUserProtocolFeatures.BackendReq | VhostUserProtocolFeatures.ReplyAck;
+
+    /// <summary>
+    /// Connects to a backend listening on <paramref name="socketPath"/> and performs the opening handshake.
+    /// With <paramref name="iommu"/> the device sits behind a virtual IOMMU (see <see cref="Iommu"/>).
+    /// </summary>
+    public static FrontendSession Connect(string socketPath, ILogger? logger = null, TimeSpan? timeout = null, bool iommu = false)
     {
         var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(10));
         while (true)
@@ -51,7 +67,7 @@ public sealed class FrontendSession : IDisposable
             try
             {
                 socket.Connect(new UnixDomainSocketEndPoint(socketPath));
-                return new FrontendSession(socket, logger);
+                return new FrontendSession(socket, logger, iommu);
             }
             catch (SocketException) when (DateTime.UtcNow < deadline)
             {
@@ -69,7 +85,8 @@ public sealed class FrontendSession : IDisposable
     /// <summary>Accepts the backend's offer restricted to <paramref name="wanted"/> (the protocol-features bit is kept).</summary>
     public ulong NegotiateFeatures(ulong wanted)
     {
-        Features = BackendFeatures & (wanted | VirtioFeatureBits.Bit(VirtioFeatureBits.ProtocolFeatures));
+        Features = BackendFeatures & (wanted | VirtioFeatureBits.Bit(VirtioFeatureBits.ProtocolFeatures)
+            | (Iommu is not null ? VirtioFeatureBits.Bit(VirtioFeatureBits.AccessPlatform) : 0));
         _connection.SetU64(FrontEndRequest.SetFeatures, Features);
         return Features;
     }
@@ -126,8 +143,10 @@ public sealed class FrontendSession : IDisposable
         var queue = new FrontendQueue(index, ring, kick, call);
         _connection.Send(FrontEndRequest.SetVringNum, new VringState((uint)index, (uint)size));
         _connection.Send(FrontEndRequest.SetVringBase, new VringState((uint)index, vringBase));
+        // Behind an IOMMU ring addresses are IOVAs (here equal to guest-physical), else frontend-virtual.
+        Func<ulong, ulong> ringAddress = Iommu is not null ? gpa => gpa : memory.ToFrontendVirtual;
         _connection.Send(FrontEndRequest.SetVringAddr, new VringAddress((uint)index, VringAddressFlags.None,
-            memory.ToFrontendVirtual(desc), memory.ToFrontendVirtual(used), memory.ToFrontendVirtual(avail), 0));
+            ringAddress(desc), ringAddress(used), ringAddress(avail), 0));
         SendVringFd(FrontEndRequest.SetVringCall, index, call.Fd);
         SendVringFd(FrontEndRequest.SetVringKick, index, kick.Fd);
         _connection.Send(FrontEndRequest.SetVringEnable, new VringState((uint)index, 1));
@@ -141,12 +160,18 @@ public sealed class FrontendSession : IDisposable
         _connection.Send(request, new U64Payload(new VringFd((byte)index, false).ToU64()), fds);
     }
 
+    /// <summary>Enables or disables a started queue (SET_VRING_ENABLE).</summary>
+    public void EnableQueue(int index, bool enabled)
+        => _connection.Send(FrontEndRequest.SetVringEnable, new VringState((uint)index, enabled ? 1u : 0u));
+
     /// <summary>Stops a queue (GET_VRING_BASE) and returns the backend's next avail index.</summary>
     public uint StopQueue(int index)
         => _connection.Call<VringState, VringState>(FrontEndRequest.GetVringBase, new VringState((uint)index, 0)).Num;
 
     public void Dispose()
     {
+        _connection.Channel.Shutdown();
+        Iommu?.Dispose();
         _connection.Dispose();
         foreach (var q in _queues) q.Dispose();
         Memory?.Dispose();

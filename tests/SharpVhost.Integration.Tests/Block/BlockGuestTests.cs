@@ -77,7 +77,7 @@ public sealed class BlockGuestTests
             AssertGuestVerified(await BootAsync(temp, fresh, freshSocket, 1, false, seed, "verify"), seed);
     }
 
-    private static string CreateImage(TempDirectory temp)
+    internal static string CreateImage(TempDirectory temp)
     {
         var image = temp.File("disk.img");
         using (var file = File.Create(image)) file.SetLength(BlockPatterns.DiskBytes); // sparse, reads as zeros
@@ -103,7 +103,7 @@ public sealed class BlockGuestTests
     }
 
     // Each case read back right in the guest, and the guest's pattern is the host's pattern.
-    private static void AssertGuestVerified(GuestRun run, int seed)
+    internal static void AssertGuestVerified(GuestRun run, int seed)
     {
         run.AssertSucceeded();
         var reported = run.Tagged("SV-CASE");
@@ -121,7 +121,7 @@ public sealed class BlockGuestTests
     }
 
     // Byte for byte: every case in place, zeros everywhere else.
-    private static void AssertImageHolds(string image, int seed)
+    internal static void AssertImageHolds(string image, int seed)
     {
         var actual = File.ReadAllBytes(image);
         var expected = BlockPatterns.ExpectedImage(seed);

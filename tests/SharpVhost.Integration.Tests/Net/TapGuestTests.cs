@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
@@ -8,6 +7,7 @@ using SharpVhost.Devices.Net.Endpoints;
 using SharpVhost.Integration.Tests.Guest;
 using SharpVhost.Integration.Tests.Support;
 using SharpVhost.VhostUser.Backend;
+using static SharpVhost.Integration.Tests.Support.HostNetwork;
 
 namespace SharpVhost.Integration.Tests.Net;
 
@@ -19,16 +19,6 @@ namespace SharpVhost.Integration.Tests.Net;
 public sealed class TapGuestTests
 {
     private const int FileKiB = 2048;
-
-    private static void Ip(params string[] args)
-    {
-        var start = new ProcessStartInfo("ip") { RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in args) start.ArgumentList.Add(a);
-        using var p = Process.Start(start)!;
-        string error = p.StandardError.ReadToEnd();
-        p.WaitForExit();
-        if (p.ExitCode != 0) throw new InvalidOperationException($"ip {string.Join(' ', args)}: {error}");
-    }
 
     [Fact]
     public async Task A_guest_on_a_tap_port_pings_the_host_and_sends_it_a_file()

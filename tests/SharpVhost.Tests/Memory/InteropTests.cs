@@ -81,4 +81,33 @@ public class InteropTests
         Assert.Equal(0, m.Address);
         m.Dispose(); // idempotent
     }
+
+    [Fact]
+    public void ThreadAffinityPinsOnlyTheCallingThread()
+    {
+        var allowed = ThreadAffinity.CurrentThreadCpus();
+        Assert.NotEmpty(allowed);
+        int cpu = allowed[^1];
+        IReadOnlyList<int>? pinnedMask = null;
+        Exception? failure = null;
+        // A thread of its own: pinning must not leak into the test runner's pool threads.
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                ThreadAffinity.PinCurrentThread(cpu);
+                pinnedMask = ThreadAffinity.CurrentThreadCpus();
+            }
+            catch (Exception e) { failure = e; }
+        });
+        thread.Start();
+        thread.Join();
+        Assert.Null(failure);
+        Assert.Equal(new[] { cpu }, pinnedMask);
+        Assert.Equal(allowed, ThreadAffinity.CurrentThreadCpus());
+
+        Assert.Throws<ArgumentOutOfRangeException>(() => ThreadAffinity.PinCurrentThread(-1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => ThreadAffinity.PinCurrentThread(ThreadAffinity.MaxCpu + 1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => ThreadAffinity.PinProcess(-1));
+    }
 }

@@ -20,6 +20,8 @@ internal sealed class GuestNet : IDisposable
     private readonly Microsoft.Win32.SafeHandles.SafeFileHandle _fd;
 
     public GuestMemory Memory => _domain.Current;
+    /// <summary>For a real <see cref="QueueWorker"/> on one of the queues (it registers its own reader).</summary>
+    public GuestMemoryDomain Domain => _domain;
     public NetDevice Device { get; }
     public GuestQueue[] Queues { get; }
 

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using SharpVhost.Devices.Net;
 using SharpVhost.Devices.Net.Endpoints;
 using SharpVhost.VhostUser.Backend;
+using SharpVhost.VhostUser.Frontend;
 using SharpVhost.Virtio;
 
 namespace SharpVhost.Tests.Net;
@@ -108,5 +109,57 @@ public class NetClientTests
         Assert.Equal(100, ca.Receive(buffer, TimeSpan.FromSeconds(10)));
         Assert.Equal(2, Frames.Tag(buffer));
         Assert.Equal(1, sw.Ports[1].Unicast);
+    }
+
+    /// <summary>
+    /// DPDK testpmd's stop, over the wire: its last burst is made available (kicked, but our worker has
+    /// not run since; here it is never kicked at all), then SET_VRING_ENABLE 0 and GET_VRING_BASE follow
+    /// at once. Every frame made available before must be counted, and the base must cover it.
+    /// </summary>
+    [Theory]
+    [InlineData(false, MetadataAccess.Direct)]
+    [InlineData(false, MetadataAccess.Checked)]
+    [InlineData(true, MetadataAccess.Direct)]
+    [InlineData(true, MetadataAccess.Checked)]
+    public void Frames_made_available_before_the_transmit_ring_stops_are_all_counted(bool packed, MetadataAccess access)
+    {
+        const int burst = 200, frameLength = 64;
+        using var served = new Served(new NetDevice(new SinkEndpoint(), new NetDeviceOptions()), access);
+        using var session = FrontendSession.Connect(served.Socket);
+        session.NegotiateFeatures(VirtioFeatureBits.Bit(VirtioFeatureBits.Version1) | VirtioFeatureBits.Bit(VirtioFeatureBits.RingEventIdx)
+            | (packed ? VirtioFeatureBits.Bit(VirtioFeatureBits.RingPacked) : 0));
+        var memory = session.ShareMemory(1 << 20);
+        using var rx = session.StartQueue(0, 256);
+        using var tx = session.StartQueue(1, 256);
+        const int slot = VirtioNet.HeaderSize + frameLength;
+        ulong buffers = memory.Allocate((ulong)(burst + 1) * slot, 4096);
+        var counters = served.Device.Port.Counters;
+
+        Add(0);
+        tx.Publish(); // with a kick
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (Interlocked.Read(ref counters.TxFrames) < 1)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the first frame was never counted");
+            Thread.Sleep(5);
+        }
+        Thread.Sleep(50); // the worker goes back to sleep
+        for (int i = 1; i <= burst; i++) Add(i);
+        tx.Ring.Publish(); // no kick
+        session.EnableQueue(1, false);
+        uint vringBase = session.StopQueue(1);
+
+        Assert.Equal(burst + 1, Interlocked.Read(ref counters.TxFrames));
+        Assert.Equal((uint)(burst + 1), vringBase & 0x7fff);
+
+        void Add(int i)
+        {
+            ulong address = buffers + (ulong)(i * slot);
+            var span = memory.GetSpan(address, slot);
+            span[..VirtioNet.HeaderSize].Clear();
+            Frames.Ethernet(Frames.B, Frames.A, frameLength, tag: i).CopyTo(span[VirtioNet.HeaderSize..]);
+            Span<DriverBuffer> b = [new DriverBuffer(address, slot, false)];
+            Assert.True(tx.Ring.TryAdd(b, out _));
+        }
     }
 }

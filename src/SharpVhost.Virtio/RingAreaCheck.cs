@@ -1,0 +1,26 @@
+using SharpVhost.Memory;
+
+namespace SharpVhost.Virtio;
+
+/// <summary>
+/// The vq_access_ok analogue shared by the checked accessors of both ring layouts: a ring area must be
+/// guest memory from its first to its last byte (it may span adjacent regions or IOTLB entries),
+/// readable, and writable where the device writes it. A ring the IOTLB does not cover yet is a miss
+/// to resolve, not an error.
+/// </summary>
+internal static class RingAreaCheck
+{
+    /// <summary>Null if the area is usable, else why not. Throws <see cref="IotlbMissException"/> on a miss.</summary>
+    public static string? Check(GuestMemory memory, string area, ulong address, ulong size, bool write)
+    {
+        var status = memory.Check(address, size, write: false, DeviceAddressKind.Ring, out ulong stoppedAt);
+        if (status == TranslationStatus.Mapped && write)
+            status = memory.Check(address, size, write: true, DeviceAddressKind.Ring, out stoppedAt);
+        return status switch
+        {
+            TranslationStatus.Mapped => null,
+            TranslationStatus.IotlbMiss => throw new IotlbMissException(new IotlbMiss(stoppedAt, write)),
+            _ => $"{area} [{address:x}, +{size:x}) is not {(write ? "writable " : "")}guest memory",
+        };
+    }
+}
