@@ -105,7 +105,28 @@ public sealed class QueueWorker : IDisposable
         if (_queue.IsBroken)
         {
             _log.LogWarning("queue {Queue} stopped: {Reason}", _queue.Index, _queue.BrokenReason);
-            lock (_errLock) _err?.Signal();
+            SignalErr();
+        }
+    }
+
+    /// <summary>
+    /// Tells the frontend the queue broke. The error "eventfd" is whatever fd the frontend sent (a
+    /// read-only file, a socket whose peer is gone): if it cannot be written we log and go on. This
+    /// runs outside the worker's try, on a thread nobody catches for, so an exception here would end
+    /// the whole process.
+    /// </summary>
+    private void SignalErr()
+    {
+        lock (_errLock)
+        {
+            try
+            {
+                _err?.Signal();
+            }
+            catch (IOException e)
+            {
+                _log.LogWarning("queue {Queue}: could not signal the error eventfd: {Reason}", _queue.Index, e.Message);
+            }
         }
     }
 

@@ -204,6 +204,35 @@ public class RingAttackTests
         });
     }
 
+    /// <summary>
+    /// Found by the session fuzz target: the error "eventfd" is whatever fd the frontend sent. When it
+    /// cannot be written (here a read-only file), signalling a broken queue threw on the worker thread,
+    /// outside its try, and the unhandled exception ended the whole backend process.
+    /// </summary>
+    [Fact]
+    public void AnErrFdThatCannotBeWrittenDoesNotEndTheProcess()
+    {
+        Attack.Run(h =>
+        {
+            var memory = h.Prepare();
+            var good = h.StartQueue(1);
+            var p = SplitRingPlacement.At(memory.Allocate(8192, 4096), 16);
+            var kick = h.Own(Interop.EventFd.Create(nonBlocking: true));
+            using var readOnly = File.OpenHandle("/dev/null", FileMode.Open, FileAccess.Read);
+            h.Ok(FrontEndRequest.SetVringNum, new VringState(0, 16));
+            h.Ok(FrontEndRequest.SetVringAddr, new VringAddress(0, VringAddressFlags.None,
+                memory.ToFrontendVirtual(p.Descriptors), 0x7777_0000_0000, memory.ToFrontendVirtual(p.Avail), 0));
+            h.Ok(FrontEndRequest.SetVringErr, new VringFd(0, false), [(int)readOnly.DangerousGetHandle()]);
+            h.Ok(FrontEndRequest.SetVringKick, new VringFd(0, false), [kick.Fd]);
+            h.Ok(FrontEndRequest.SetVringEnable, new VringState(0, 1));
+            kick.Signal();
+            Thread.Sleep(200); // the worker finds the used ring outside memory and breaks the queue
+            // Stopping the ring joins the worker: it has signalled (or failed to signal) by now.
+            using (var reply = h.Call(FrontEndRequest.GetVringBase, new VringState(0, 0))) Assert.NotNull(reply);
+            h.AssertQueueServes(good);
+        });
+    }
+
     [Fact]
     public void ARingThatRunsFromARegionIntoAHoleBreaksTheQueue()
     {
