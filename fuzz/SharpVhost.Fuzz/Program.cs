@@ -75,15 +75,31 @@ if (args.Length > 3 && args[1] == "bench")
     return 0;
 }
 
-// The persistent loop: afl-fuzz hands inputs through shared memory and a pipe; an exception escaping
-// Run is reported as a crash, a run past afl's -t as a hang.
+// The persistent loop: afl-fuzz writes each input to our stdin (a file it rewrites in place) and
+// signals on a pipe; an exception escaping Run is reported as a crash, a run past afl's -t as a hang.
+// The input is read with pread at offset 0, not from the stream SharpFuzz passes: SharpFuzz copies
+// that stream for its first (reported) run before afl has written the first input, so on a busy
+// machine the first seed ran as an empty input and afl aborted with "No instrumentation detected".
+// By the time the callback runs for a reported execution afl has written the input, so the file
+// holds it whatever the file position. A pipe on stdin (a run outside afl) is read as a stream.
 var buffer = new byte[1 << 20];
 IFuzzTarget? fuzzed = null;
+using var stdin = new Microsoft.Win32.SafeHandles.SafeFileHandle(0, ownsHandle: false);
+bool stdinIsFile = IsSeekable(stdin);
 Fuzzer.Run(stream =>
 {
     fuzzed ??= FuzzTargets.Create(args[0]);
     int length = 0, n;
-    while (length < buffer.Length && (n = stream.Read(buffer, length, buffer.Length - length)) > 0) length += n;
+    if (stdinIsFile)
+        while (length < buffer.Length && (n = RandomAccess.Read(stdin, buffer.AsSpan(length), length)) > 0) length += n;
+    else
+        while (length < buffer.Length && (n = stream.Read(buffer, length, buffer.Length - length)) > 0) length += n;
     fuzzed.Run(buffer.AsSpan(0, length));
 });
 return 0;
+
+static bool IsSeekable(Microsoft.Win32.SafeHandles.SafeFileHandle handle)
+{
+    try { RandomAccess.Read(handle, Span<byte>.Empty, 0); return true; }
+    catch (NotSupportedException) { return false; }
+}
