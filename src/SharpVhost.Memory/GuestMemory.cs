@@ -182,14 +182,19 @@ public sealed unsafe class GuestMemory
     /// </summary>
     public TranslationStatus TranslatePrefix(ulong address, ulong length, bool write, DeviceAddressKind kind,
         out nint host, out ulong gpa, out ulong mapped)
+        => TranslatePrefix(address, length, Needed(write), kind, out host, out gpa, out mapped);
+
+    private TranslationStatus TranslatePrefix(ulong address, ulong length, IotlbAccess access, DeviceAddressKind kind,
+        out nint host, out ulong gpa, out ulong mapped)
     {
         host = 0; gpa = 0; mapped = 0;
+        bool write = (access & IotlbAccess.Write) != 0;
         if (length == 0 || address + length < address) return TranslationStatus.NotMemory;
         ulong uva = address;
         if (Iotlb is { } tlb)
         {
             if (!tlb.TryFind(address, out var entry)) return TranslationStatus.IotlbMiss;
-            if ((entry.Access & Needed(write)) == 0) return TranslationStatus.Denied;
+            if ((entry.Access & access) != access) return TranslationStatus.Denied;
             ulong offset = address - entry.Iova;
             uva = entry.UserAddress + offset;
             length = Math.Min(length, entry.Size - offset);
@@ -206,16 +211,17 @@ public sealed unsafe class GuestMemory
     }
 
     /// <summary>
-    /// Whether all of [address, address+length) is guest memory granting the access, possibly across
-    /// adjacent regions or IOTLB entries; if not, why, and at which address the walk stopped.
+    /// Whether all of [address, address+length) is guest memory granting every right in
+    /// <paramref name="access"/> (a ring area the device both reads and writes needs both from the IOTLB),
+    /// possibly across adjacent regions or IOTLB entries; if not, why, and at which address the walk stopped.
     /// </summary>
-    public TranslationStatus Check(ulong address, ulong length, bool write, DeviceAddressKind kind, out ulong stoppedAt)
+    public TranslationStatus Check(ulong address, ulong length, IotlbAccess access, DeviceAddressKind kind, out ulong stoppedAt)
     {
         stoppedAt = address;
         if (address + length < address) return TranslationStatus.NotMemory;
         while (length > 0)
         {
-            var status = TranslatePrefix(address, length, write, kind, out _, out _, out ulong n);
+            var status = TranslatePrefix(address, length, access, kind, out _, out _, out ulong n);
             if (status != TranslationStatus.Mapped) { stoppedAt = address; return status; }
             address += n;
             length -= n;

@@ -89,11 +89,13 @@ public sealed class GuestMemoryDomain : IDisposable
 
     /// <summary>
     /// Turns address translation through an IOTLB on (an empty one: every access misses until the
-    /// frontend sends updates) or off. Turning it off drops translations, so it waits like an invalidation.
+    /// frontend sends updates) or off; with <paramref name="startEmpty"/> an IOTLB already on is emptied
+    /// too (a device start). Dropping translations waits like an invalidation: one grace period at most.
     /// </summary>
-    public void UseIotlb(bool on)
+    public void UseIotlb(bool on, bool startEmpty = false)
     {
-        if ((Current.Iotlb is not null) == on) return;
+        var tlb = Current.Iotlb;
+        if ((tlb is not null) == on && !(startEmpty && tlb is { Count: > 0 })) return;
         Change(current => (current.WithIotlb(on ? Iotlb.Empty : null, NextGeneration()), [], null));
     }
 
@@ -108,8 +110,7 @@ public sealed class GuestMemoryDomain : IDisposable
         {
             var tlb = Current.Iotlb ?? throw new GuestMemoryException("IOTLB update without ACCESS_PLATFORM");
             var next = tlb.Add(entry); // validates before anything is published
-            bool remap = !ReferenceEquals(tlb.Invalidate(entry.Iova, entry.Size), tlb);
-            Change(current => (current.WithIotlb(next, NextGeneration()), [], null), waitForReaders: remap);
+            Change(current => (current.WithIotlb(next, NextGeneration()), [], null), waitForReaders: tlb.Overlaps(entry.Iova, entry.Size));
         }
     }
 

@@ -72,7 +72,7 @@ public sealed class Iotlb
         if (entry.Access == IotlbAccess.None || (entry.Access & ~IotlbAccess.ReadWrite) != 0)
             throw new GuestMemoryException($"IOTLB update with access {(byte)entry.Access} grants nothing");
         var (entries, ages) = Remove(entry.Iova, entry.IovaEnd);
-        int at = LowerBound(entries, entry.Iova);
+        int at = LowerBound(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(entries), entry.Iova);
         entries.Insert(at, entry);
         ages.Insert(at, _nextAge);
         while (entries.Count > MaxEntries)
@@ -87,18 +87,22 @@ public sealed class Iotlb
     /// <summary>Drops every translation of [iova, iova+size) (an end past 2^64 means "to the top"). Same instance if nothing was covered.</summary>
     public Iotlb Invalidate(ulong iova, ulong size)
     {
-        ulong end = iova + size < iova ? ulong.MaxValue : iova + size;
-        if (!Overlaps(iova, end)) return this;
-        var (entries, ages) = Remove(iova, end);
+        if (!Overlaps(iova, size)) return this;
+        var (entries, ages) = Remove(iova, End(iova, size));
         return new Iotlb([.. entries], [.. ages], _nextAge);
     }
 
-    private bool Overlaps(ulong start, ulong end)
+    /// <summary>Whether any translation covers part of [iova, iova+size) (an end past 2^64 means "to the top").</summary>
+    public bool Overlaps(ulong iova, ulong size)
     {
-        foreach (var e in _entries)
-            if (e.Iova < end && start < e.IovaEnd) return true;
-        return false;
+        ulong end = End(iova, size);
+        // The first entry ending after iova is the only candidate: entries are sorted and disjoint.
+        int at = LowerBound(_entries, iova);
+        if (at > 0 && _entries[at - 1].IovaEnd > iova) return true;
+        return at < _entries.Length && _entries[at].Iova < end;
     }
+
+    private static ulong End(ulong iova, ulong size) => iova + size < iova ? ulong.MaxValue : iova + size;
 
     /// <summary>The entries with [start, end) cut out: entries partly inside keep their outside pieces.</summary>
     private (List<IotlbEntry>, List<long>) Remove(ulong start, ulong end)
@@ -129,9 +133,9 @@ public sealed class Iotlb
         return (entries, ages);
     }
 
-    private static int LowerBound(List<IotlbEntry> entries, ulong iova)
+    private static int LowerBound(ReadOnlySpan<IotlbEntry> entries, ulong iova)
     {
-        int lo = 0, hi = entries.Count;
+        int lo = 0, hi = entries.Length;
         while (lo < hi)
         {
             int mid = (lo + hi) >>> 1;

@@ -53,7 +53,7 @@ internal static class BufferTranslation
     /// <summary>Checks a whole indirect table, not just the entries a chain follows.</summary>
     public static void CheckIndirectTable(GuestMemory memory, ulong address, uint length)
     {
-        var status = memory.Check(address, length, write: false, DeviceAddressKind.Buffer, out ulong stoppedAt);
+        var status = memory.Check(address, length, IotlbAccess.Read, DeviceAddressKind.Buffer, out ulong stoppedAt);
         if (status != TranslationStatus.Mapped) throw Failure(status, stoppedAt, $"indirect table [{address:x}, +{length})", false, memory);
     }
 

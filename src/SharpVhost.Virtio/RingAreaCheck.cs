@@ -13,9 +13,7 @@ internal static class RingAreaCheck
     /// <summary>Null if the area is usable, else why not. Throws <see cref="IotlbMissException"/> on a miss.</summary>
     public static string? Check(GuestMemory memory, string area, ulong address, ulong size, bool write)
     {
-        var status = memory.Check(address, size, write: false, DeviceAddressKind.Ring, out ulong stoppedAt);
-        if (status == TranslationStatus.Mapped && write)
-            status = memory.Check(address, size, write: true, DeviceAddressKind.Ring, out stoppedAt);
+        var status = memory.Check(address, size, write ? IotlbAccess.ReadWrite : IotlbAccess.Read, DeviceAddressKind.Ring, out ulong stoppedAt);
         return status switch
         {
             TranslationStatus.Mapped => null,

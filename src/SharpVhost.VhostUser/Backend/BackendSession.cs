@@ -246,9 +246,8 @@ public sealed class BackendSession : IDisposable
         // With no ring running this is a device (re)start, and QEMU sends no invalidation for what the
         // previous driver mapped (e.g. the firmware's identity translations, from before the guest kernel
         // turned its IOMMU on): start from an empty IOTLB, as the kernel's vhost does at SET_FEATURES.
-        // A LOG_ALL toggle on running rings keeps it.
-        if (!_queues.Any(q => q.Running)) _memory.UseIotlb(false);
-        _memory.UseIotlb(IommuPlatform); // from now on ring and buffer addresses are IOVAs
+        // A LOG_ALL toggle on running rings keeps it. With ACCESS_PLATFORM, ring and buffer addresses are IOVAs.
+        _memory.UseIotlb(IommuPlatform, startEmpty: !_queues.Any(q => q.Running));
     }
 
     private bool IommuPlatform => VirtioFeatureBits.Has(_features, VirtioFeatureBits.AccessPlatform);

@@ -99,7 +99,15 @@ public class IotlbTests
             }
             var entries = tlb.Entries;
             for (int i = 1; i < entries.Count; i++) if (entries[i].Iova < entries[i - 1].IovaEnd) return false; // sorted, no overlap
-            return true;
+            // Overlaps (which decides whether an update waits for readers) agrees with the model for every range.
+            for (ulong first = 0; first < 40; first++)
+                for (ulong pages = 1; first + pages <= 41; pages++)
+                {
+                    bool any = false;
+                    for (ulong p = first; p < first + pages && !any; p++) any = model.ContainsKey(p);
+                    if (tlb.Overlaps(first * Page, pages * Page) != any) return false;
+                }
+            return tlb.Overlaps(0, ulong.MaxValue) == (model.Count > 0); // an end past 2^64 reaches the top
         }, iter: 2000);
     }
 }
