@@ -24,6 +24,19 @@ internal sealed class HostileQueue(int index, SplitDriverQueue ring, EventFd kic
     public EventFd Err { get; } = err;
 }
 
+/// <summary>Our end of the back-end request channel: the socket (to see what waits unread) and a channel on it.</summary>
+internal sealed class BackendRequestChannel(Socket socket) : IDisposable
+{
+    public Socket Socket { get; } = socket;
+    public VhostUserChannel Channel { get; } = new(socket, VhostUserRole.FrontEnd, VhostUserChannelKind.BackendRequests);
+
+    public void Dispose()
+    {
+        Channel.Dispose();
+        Socket.Dispose();
+    }
+}
+
 /// <summary>
 /// A frontend that speaks the real protocol over a real socket but sends whatever a test tells it
 /// to: raw bytes, any header, any payload, any fds. Every receive is bounded by the socket timeout.
@@ -147,22 +160,38 @@ internal sealed class HostileFrontend : IDisposable
     // ---- a well-formed setup, step by step ----
 
     /// <summary>GET_FEATURES, protocol features with REPLY_ACK, SET_OWNER (no SET_FEATURES yet).</summary>
-    public void Greet()
+    /// <summary>GET_FEATURES, protocol features (<see cref="Protocol"/> and <paramref name="extra"/>), SET_OWNER.</summary>
+    public void Greet(VhostUserProtocolFeatures extra = 0)
     {
         OfferedFeatures = GetU64(FrontEndRequest.GetFeatures);
         var offered = (VhostUserProtocolFeatures)GetU64(FrontEndRequest.GetProtocolFeatures);
-        Assert.Equal(Protocol, offered & Protocol);
-        Ok(FrontEndRequest.SetProtocolFeatures, new U64Payload((ulong)Protocol));
+        Assert.Equal(Protocol | extra, offered & (Protocol | extra));
+        Ok(FrontEndRequest.SetProtocolFeatures, new U64Payload((ulong)(Protocol | extra)));
         Ok(FrontEndRequest.SetOwner);
+    }
+
+    /// <summary>
+    /// Hands the backend its request channel (SET_BACKEND_REQ_FD) and returns our end.
+    /// <paramref name="sendBuffer"/> sets the backend's send buffer (small: a channel we can let fill up).
+    /// </summary>
+    public BackendRequestChannel OpenRequestChannel(int? sendBuffer = null)
+    {
+        var (mine, theirs) = UnixSockets.CreatePair();
+        using (theirs)
+        {
+            if (sendBuffer is int size) theirs.SendBufferSize = size;
+            Ok(FrontEndRequest.SetBackendReqFd, default, [(int)theirs.Handle]);
+        }
+        return new BackendRequestChannel(mine);
     }
 
     public void SetFeatures(ulong wanted = DriverFeatures) => Ok(FrontEndRequest.SetFeatures, new U64Payload(OfferedFeatures & wanted));
 
     /// <summary>Greets, sets features, and shares <paramref name="size"/> bytes of memory.</summary>
-    public SharedMemory Prepare(ulong size = 1 << 20)
+    public SharedMemory Prepare(ulong size = 1 << 20, ulong features = DriverFeatures, VhostUserProtocolFeatures extraProtocol = 0)
     {
-        Greet();
-        SetFeatures();
+        Greet(extraProtocol);
+        SetFeatures(features);
         return ShareMemory(size);
     }
 

@@ -73,17 +73,13 @@ public class IotlbAttackTests
     {
         Attack.Run(h =>
         {
-            h.GetU64(FrontEndRequest.GetFeatures);
-            h.Ok(FrontEndRequest.SetProtocolFeatures, new U64Payload((ulong)(HostileFrontend.Protocol | VhostUserProtocolFeatures.BackendReq)));
-            h.Ok(FrontEndRequest.SetOwner);
-            var (ours, theirs) = UnixSockets.CreatePair();
-            using var requests = new VhostUserChannel(ours, VhostUserRole.FrontEnd, VhostUserChannelKind.BackendRequests);
-            using (theirs) h.Ok(FrontEndRequest.SetBackendReqFd, default, [(int)theirs.Handle]);
-            h.Ok(FrontEndRequest.SetFeatures, new U64Payload(HostileFrontend.DriverFeatures | AccessPlatform));
+            h.Greet(VhostUserProtocolFeatures.BackendReq);
+            using var requests = h.OpenRequestChannel();
+            h.SetFeatures(HostileFrontend.DriverFeatures | AccessPlatform);
             var memory = h.ShareMemory(1 << 20);
             var q = h.StartQueue(0);
             q.Kick.Signal();
-            using (var miss = requests.Receive())
+            using (var miss = requests.Channel.Receive())
             {
                 Assert.NotNull(miss);
                 var message = miss.ParsePayload<IotlbMessage>();
@@ -102,14 +98,10 @@ public class IotlbAttackTests
     {
         Attack.Run(h =>
         {
-            h.GetU64(FrontEndRequest.GetFeatures);
-            h.Ok(FrontEndRequest.SetProtocolFeatures, new U64Payload((ulong)(HostileFrontend.Protocol | VhostUserProtocolFeatures.BackendReq)));
-            h.Ok(FrontEndRequest.SetOwner);
-            var (ours, theirs) = UnixSockets.CreatePair();
-            using var unread = ours;
-            theirs.SendBufferSize = 1; // the kernel's minimum: a handful of unread misses fill it
-            using (theirs) h.Ok(FrontEndRequest.SetBackendReqFd, default, [(int)theirs.Handle]);
-            h.Ok(FrontEndRequest.SetFeatures, new U64Payload(HostileFrontend.DriverFeatures | AccessPlatform));
+            h.Greet(VhostUserProtocolFeatures.BackendReq);
+            using var requests = h.OpenRequestChannel(sendBuffer: 1); // the kernel's minimum: a handful of unread misses fill it
+            var unread = requests.Socket;
+            h.SetFeatures(HostileFrontend.DriverFeatures | AccessPlatform);
             var memory = h.ShareMemory(1 << 20);
             Assert.Equal(Outcome.Ack, Iotlb(h, SharedMemoryBase, memory.Size, SharedMemoryBase, IotlbPermission.ReadWrite, IotlbMessageType.Update)); // the rings
             var q = h.StartQueue(0);

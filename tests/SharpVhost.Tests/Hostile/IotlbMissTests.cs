@@ -30,10 +30,8 @@ public sealed class IotlbMissTests
     {
         using var server = TestServer.Ram();
         using var h = HostileFrontend.Connect(server);
-        h.Greet();
-        h.SetFeatures(IommuFeatures);
-        var memory = h.ShareMemory(1 << 20);
-        using var requests = BackendChannel(h);
+        var memory = h.Prepare(features: IommuFeatures, extraProtocol: VhostUserProtocolFeatures.BackendReq);
+        using var requests = h.OpenRequestChannel();
         MapEverything(h, memory);
         var q = h.StartQueue(0);
         h.AssertQueueServes(q);
@@ -59,10 +57,8 @@ public sealed class IotlbMissTests
     {
         using var server = TestServer.Ram();
         using var h = HostileFrontend.Connect(server);
-        h.Greet();
-        h.SetFeatures(IommuFeatures);
-        var memory = h.ShareMemory(1 << 20);
-        using var requests = BackendChannel(h);
+        var memory = h.Prepare(features: IommuFeatures, extraProtocol: VhostUserProtocolFeatures.BackendReq);
+        using var requests = h.OpenRequestChannel();
         // The rings (at frontend virtual addresses here) are mapped, the buffers (at guest physical ones) not yet.
         h.Ok(FrontEndRequest.IotlbMsg, Update(SharedMemory.VirtualBase, memory.Size));
         var q = h.StartQueue(0);
@@ -91,25 +87,6 @@ public sealed class IotlbMissTests
 
         h.Ok(FrontEndRequest.IotlbMsg, Update(0, memory.Size)); // the answer
         Assert.Equal(head, HostileFrontend.WaitUsed(q).Id);
-    }
-
-    private sealed class RequestChannel(Socket socket) : IDisposable
-    {
-        public Socket Socket { get; } = socket;
-        public VhostUserChannel Channel { get; } = new(socket, VhostUserRole.FrontEnd, VhostUserChannelKind.BackendRequests);
-
-        public void Dispose()
-        {
-            Channel.Dispose();
-            Socket.Dispose();
-        }
-    }
-
-    private static RequestChannel BackendChannel(HostileFrontend h)
-    {
-        var (mine, theirs) = UnixSockets.CreatePair();
-        using (theirs) h.Ok(FrontEndRequest.SetBackendReqFd, default, [(int)theirs.Handle]);
-        return new RequestChannel(mine);
     }
 
     private static IotlbMessage Update(ulong iova, ulong size) =>
