@@ -20,6 +20,23 @@ public static class FileDescriptors
         return handle;
     }
 
+    /// <summary>
+    /// Makes sure the file behind <paramref name="fd"/> can no longer shrink, so that a mapping of it
+    /// stays backed: a peer that truncates a file we have mapped makes our next access to the cut
+    /// pages raise SIGBUS, which ends a .NET process. True if the file carries F_SEAL_SHRINK (already,
+    /// as QEMU's sealed memfds do, or added now); false if it cannot be sealed (a plain or hugetlbfs
+    /// file, a memfd created without sealing, or one whose seals are themselves sealed).
+    /// Seal before checking the size: a size checked first could shrink in between.
+    /// </summary>
+    public static bool SealAgainstShrinking(SafeFileHandle fd)
+    {
+        int raw = (int)fd.DangerousGetHandle();
+        int seals = Libc.Fcntl(raw, Libc.F_GET_SEALS, 0);
+        if (seals < 0) return false; // EINVAL: not a file that supports sealing
+        if ((seals & Libc.F_SEAL_SHRINK) != 0) return true;
+        return (seals & Libc.F_SEAL_SEAL) == 0 && Libc.Fcntl(raw, Libc.F_ADD_SEALS, Libc.F_SEAL_SHRINK) == 0;
+    }
+
     /// <summary>Takes ownership of a raw descriptor (e.g. one received over SCM_RIGHTS).</summary>
     public static SafeFileHandle Own(int fd) => new(fd, ownsHandle: true);
 

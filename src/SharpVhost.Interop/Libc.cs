@@ -70,6 +70,7 @@ internal static unsafe partial class Libc
     public static partial int Fcntl(int fd, int cmd, int arg);
 
     public const int F_GETFL = 3, F_SETFL = 4, O_NONBLOCK = 0x800;
+    public const int F_ADD_SEALS = 1033, F_GET_SEALS = 1034, F_SEAL_SEAL = 0x1, F_SEAL_SHRINK = 0x2;
 
     [LibraryImport(Lib, EntryPoint = "sched_setaffinity", SetLastError = true)]
     public static partial int SchedSetAffinity(int tid, nuint cpuSetSize, ulong* mask);

@@ -19,16 +19,16 @@ internal static class BlkCommand
         var readOnly = new Option<bool>("--read-only") { Description = "Refuse writes (offers VIRTIO_BLK_F_RO)" };
         var direct = new Option<bool>("--direct") { Description = "Open the image with O_DIRECT for aligned requests" };
         var numQueues = new Option<int>("--num-queues") { Description = "Number of request queues", DefaultValueFactory = _ => 1 };
-        var metadata = new Option<MetadataAccess>("--metadata") { Description = "Ring metadata accessor: direct (default) or checked", DefaultValueFactory = _ => MetadataAccess.Direct };
+        var backend = new BackendCliOptions();
         var serial = new Option<string>("--serial") { Description = "Serial number reported by GET_ID (20 bytes max)", DefaultValueFactory = _ => "sharpvhost" };
-        var busyPoll = new Option<bool>("--busy-poll") { Description = "Workers poll the rings instead of sleeping on kicks" };
         var ioDelay = new Option<int>("--io-delay-ms") { Description = "Add this latency to every read and write (emulates a slow disk; crash-recovery tests use it)" };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Debug logging" };
         var caps = new Option<bool>("--print-capabilities") { Description = "Print the backend's capabilities as JSON and exit" };
         var command = new Command("blk", "Serve a block device over vhost-user (vhost-user-blk)")
         {
-            socketPath, fd, blkFile, ram, nullDisk, readOnly, direct, numQueues, metadata, serial, busyPoll, ioDelay, verbose, caps,
+            socketPath, fd, blkFile, ram, nullDisk, readOnly, direct, numQueues, serial, ioDelay, verbose, caps,
         };
+        backend.AddTo(command);
         command.SetAction(parse =>
         {
             if (parse.GetValue(caps))
@@ -53,8 +53,8 @@ internal static class BlkCommand
             using var logging = CliHost.CreateLogging(parse.GetValue(verbose));
             var log = logging.CreateLogger("blk");
             var device = new BlockDevice(storage, new BlockDeviceOptions { NumQueues = parse.GetValue(numQueues), Serial = parse.GetValue(serial)! });
-            var server = new BackendServer(device, new BackendOptions { Metadata = parse.GetValue(metadata), BusyPoll = parse.GetValue(busyPoll) }, log);
-            log.LogInformation("serving {Storage}, {Queues} queue(s), {Metadata} metadata access", storage.Description, device.QueueCount, parse.GetValue(metadata));
+            var server = new BackendServer(device, backend.Read(parse), log);
+            log.LogInformation("serving {Storage}, {Queues} queue(s), {Metadata} metadata access", storage.Description, device.QueueCount, parse.GetValue(backend.Metadata));
             using var cancel = CliHost.CancelOnSignals(out var signals);
             using (signals)
             {

@@ -31,15 +31,15 @@ internal static class NetCommand
         var queues = new Option<int>("--queues") { Description = "Queue pairs per port", DefaultValueFactory = _ => 1 };
         var mtu = new Option<int>("--mtu") { Description = "MTU offered to the guest (VIRTIO_NET_F_MTU) and enforced on transmit", DefaultValueFactory = _ => VirtioNet.DefaultMtu };
         var mac = new Option<string?>("--mac") { Description = "MAC address in config space (first port; the next ports count up)" };
-        var metadata = new Option<MetadataAccess>("--metadata") { Description = "Ring metadata accessor: direct (default) or checked", DefaultValueFactory = _ => MetadataAccess.Direct };
-        var busyPoll = new Option<bool>("--busy-poll") { Description = "Workers poll the rings instead of sleeping on kicks" };
+        var backend = new BackendCliOptions();
         var statsInterval = new Option<double>("--stats-interval") { Description = "Log each port's counters every so many seconds (0: only at exit)" };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Debug logging" };
         var caps = new Option<bool>("--print-capabilities") { Description = "Print the backend's capabilities as JSON and exit" };
         var command = new Command("net", "Serve virtio-net devices over vhost-user (vhost-user-net) with a switch, TAP or traffic endpoint")
         {
-            socketPaths, switchMode, tap, sink, source, frameSize, count, echo, queues, mtu, mac, metadata, busyPoll, statsInterval, verbose, caps,
+            socketPaths, switchMode, tap, sink, source, frameSize, count, echo, queues, mtu, mac, statsInterval, verbose, caps,
         };
+        backend.AddTo(command);
         command.SetAction(parse =>
         {
             if (parse.GetValue(caps))
@@ -87,7 +87,7 @@ internal static class NetCommand
                 return Fail(e.Message);
             }
 
-            var backendOptions = new BackendOptions { Metadata = parse.GetValue(metadata), BusyPoll = parse.GetValue(busyPoll) };
+            var backendOptions = backend.Read(parse);
             using var cancel = CliHost.CancelOnSignals(out var signals);
             int exitCode = 0;
             using (signals)

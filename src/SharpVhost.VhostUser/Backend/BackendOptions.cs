@@ -8,4 +8,11 @@ public sealed record BackendOptions
     public MetadataAccess Metadata { get; init; } = MetadataAccess.Direct;
     /// <summary>Workers spin on the ring instead of sleeping on the kick eventfd.</summary>
     public bool BusyPoll { get; init; }
+    /// <summary>
+    /// Refuse memory, log and inflight fds that cannot be sealed against shrinking (plain files,
+    /// hugetlbfs, unsealable memfds): a frontend that truncates such a file after sharing it can end
+    /// the backend with SIGBUS. Off by default because QEMU's file-backed memory cannot be sealed;
+    /// QEMU's memfd memory (memory-backend-memfd, sealed by default) passes.
+    /// </summary>
+    public bool RequireSealedMemory { get; init; }
 }

@@ -1,5 +1,6 @@
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
+using Microsoft.Win32.SafeHandles;
 using SharpVhost.Interop;
 using SharpVhost.Memory;
 using SharpVhost.VhostUser.Protocol;
@@ -273,6 +274,7 @@ public sealed class BackendSession : IDisposable
             for (int i = 0; i < table.Regions.Length; i++)
             {
                 using var fd = m.Fds.Take(i);
+                GuardAgainstShrinking(fd, $"memory region {i}");
                 mapped.Add(GuestRegion.Map(fd, ToDescription(table.Regions[i])));
             }
             _memory.ReplaceAll(mapped);
@@ -299,6 +301,7 @@ public sealed class BackendSession : IDisposable
             _regionRepeats[key] = _regionRepeats.GetValueOrDefault(key) + 1;
             return;
         }
+        GuardAgainstShrinking(fd, "memory region");
         var mapped = GuestRegion.Map(fd, ToDescription(region));
         try { _memory.AddRegion(mapped); }
         catch { mapped.Dispose(); throw; }
@@ -317,6 +320,23 @@ public sealed class BackendSession : IDisposable
         if (!_memory.RemoveRegion(key)) throw new VhostUserSessionException($"no region at guest address {region.GuestPhysAddr:x} to remove");
     }
 
+    /// <summary>
+    /// Seals a frontend's fd against shrinking before we check its size and map it (see
+    /// <see cref="FileDescriptors.SealAgainstShrinking"/>). One that cannot be sealed is refused with
+    /// <see cref="BackendOptions.RequireSealedMemory"/>, else accepted with a warning, once per connection.
+    /// </summary>
+    private void GuardAgainstShrinking(SafeFileHandle fd, string what)
+    {
+        if (FileDescriptors.SealAgainstShrinking(fd)) return;
+        if (_options.RequireSealedMemory)
+            throw new VhostUserSessionException($"{what}: its fd cannot be sealed against shrinking (a file, or an unsealable memfd), and sealed memory is required");
+        if (_warnedUnsealed) return;
+        _warnedUnsealed = true;
+        _log.LogWarning("{What}: its fd cannot be sealed against shrinking; a frontend that truncates it can end this process (SIGBUS). Use sealed memfd memory, or --require-sealed-memory to refuse such fds", what);
+    }
+
+    private bool _warnedUnsealed;
+
     private static RegionDescription ToDescription(Protocol.MemoryRegion r) => new(r.GuestPhysAddr, r.Size, r.UserAddr, r.MmapOffset);
 
     private static bool SameRegion(RegionDescription a, RegionDescription b)
@@ -329,6 +349,7 @@ public sealed class BackendSession : IDisposable
         using var fd = m.Fds.Take(0);
         if (description.MmapSize == 0 || description.MmapOffset + description.MmapSize < description.MmapOffset)
             throw new VhostUserSessionException("dirty log has no size or wraps");
+        GuardAgainstShrinking(fd, "dirty log");
         if (description.MmapOffset + description.MmapSize > (ulong)FileDescriptors.SizeOf(fd))
             throw new VhostUserSessionException("dirty log lies past the end of its fd");
         ulong page = (ulong)FileDescriptors.PageSize;
@@ -547,6 +568,7 @@ public sealed class BackendSession : IDisposable
         CheckInflightShape(request.NumQueues, request.QueueSize);
         ulong size = request.NumQueues * InflightRegionSize(request.QueueSize);
         using var fd = FileDescriptors.CreateMemfd("sharpvhost-inflight", (long)size);
+        FileDescriptors.SealAgainstShrinking(fd); // the frontend gets this fd: it must not be able to cut our mapping short
         ReplaceInflight(new InflightArea(MemoryMapping.Map(fd, 0, size, writable: true), request.NumQueues, request.QueueSize));
         Span<int> fds = [(int)fd.DangerousGetHandle()];
         _channel!.SendReply(m, new InflightDescription(size, 0, request.NumQueues, request.QueueSize), fds);
@@ -557,6 +579,7 @@ public sealed class BackendSession : IDisposable
         var description = m.ParsePayload<InflightDescription>();
         CheckInflightShape(description.NumQueues, description.QueueSize);
         using var fd = m.Fds.Take(0);
+        GuardAgainstShrinking(fd, "inflight area");
         ulong needed = description.NumQueues * InflightRegionSize(description.QueueSize);
         if (description.MmapSize < needed || description.MmapOffset + description.MmapSize < description.MmapOffset
             || description.MmapOffset + description.MmapSize > (ulong)FileDescriptors.SizeOf(fd)

@@ -1,5 +1,6 @@
 using SharpVhost.Devices.Block;
 using SharpVhost.Tests.Backend;
+using SharpVhost.VhostUser.Backend;
 
 namespace SharpVhost.Tests.Hostile;
 
@@ -65,13 +66,13 @@ internal readonly record struct ResourceCount(int Fds, int MemfdMappings)
 /// </summary>
 internal static class Attack
 {
-    public static void Run(Action<HostileFrontend> attack, int queues = 2, Action<TestServer>? afterwards = null)
-        => Run((_, hostile) => attack(hostile), queues, afterwards);
+    public static void Run(Action<HostileFrontend> attack, int queues = 2, Action<TestServer>? afterwards = null, BackendOptions? options = null)
+        => Run((_, hostile) => attack(hostile), queues, afterwards, options);
 
     /// <summary>As above, for attacks that open further connections of their own (<see cref="TestServer.ConnectRaw"/>).</summary>
-    public static void Run(Action<TestServer, HostileFrontend> attack, int queues = 2, Action<TestServer>? afterwards = null)
+    public static void Run(Action<TestServer, HostileFrontend> attack, int queues = 2, Action<TestServer>? afterwards = null, BackendOptions? options = null)
     {
-        using var server = TestServer.Ram(queues);
+        using var server = TestServer.Ram(queues, options: options);
         ResourceCount baseline = default;
         // Round 0 warms up whatever the runtime opens lazily on these code paths; round 1 is measured.
         for (int round = 0; round < 2; round++)
