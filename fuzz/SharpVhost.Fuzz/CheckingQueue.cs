@@ -48,4 +48,5 @@ public sealed class CheckingQueue(IDeviceQueue inner, GuestImage guest) : IDevic
     public bool ShouldInterrupt() => inner.ShouldInterrupt();
     public void DisableKicks() => inner.DisableKicks();
     public bool EnableKicks() => inner.EnableKicks();
+    public bool HasAvailable() => inner.HasAvailable();
 }

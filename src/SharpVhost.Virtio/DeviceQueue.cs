@@ -173,4 +173,5 @@ public abstract class DeviceQueue : IDeviceQueue
     public abstract bool ShouldInterrupt();
     public abstract void DisableKicks();
     public abstract bool EnableKicks();
+    public abstract bool HasAvailable();
 }

@@ -43,4 +43,6 @@ public interface IDeviceQueue
     bool ShouldInterrupt();
     void DisableKicks();
     bool EnableKicks();
+    /// <summary>Whether the driver has made a chain available that we have not popped (a poll: no side effect on the ring).</summary>
+    bool HasAvailable();
 }

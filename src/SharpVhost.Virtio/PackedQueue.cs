@@ -448,9 +448,20 @@ public sealed unsafe class PackedQueue : DeviceQueue
             if (EventIndex) _accessor.WriteDeviceEvent((ushort)(_nextAvail | (_availWrap ? PackedRingLayout.WrapBit : 0)), PackedRingLayout.EventDescriptor);
             else _accessor.WriteDeviceEvent(0, PackedRingLayout.EventEnable);
             _kicksDisabled = false;
-            Interlocked.MemoryBarrier();
-            return PackedRingLayout.IsAvailable(_accessor.ReadFlags(_nextAvail), _availWrap);
         }
+        catch (VirtqueueException e)
+        {
+            MarkBroken(e.Message);
+            return false;
+        }
+        Interlocked.MemoryBarrier(); // our wish must be visible before we look again: else a kick could be lost
+        return HasAvailable();
+    }
+
+    public override bool HasAvailable()
+    {
+        if (IsBroken) return false;
+        try { return PackedRingLayout.IsAvailable(_accessor.ReadFlags(_nextAvail), _availWrap); }
         catch (VirtqueueException e)
         {
             MarkBroken(e.Message);

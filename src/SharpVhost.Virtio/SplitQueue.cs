@@ -304,9 +304,20 @@ public sealed unsafe class SplitQueue : DeviceQueue
         {
             if (EventIndex) _accessor.WriteAvailEvent(_lastAvail);
             else _accessor.WriteUsedFlags(0);
-            Interlocked.MemoryBarrier();
-            return _accessor.ReadAvailIndex() != _lastAvail;
         }
+        catch (VirtqueueException e)
+        {
+            MarkBroken(e.Message);
+            return false;
+        }
+        Interlocked.MemoryBarrier(); // our wish must be visible before we look again: else a kick could be lost
+        return HasAvailable();
+    }
+
+    public override bool HasAvailable()
+    {
+        if (IsBroken) return false;
+        try { return _accessor.ReadAvailIndex() != _lastAvail; }
         catch (VirtqueueException e)
         {
             MarkBroken(e.Message);

@@ -9,6 +9,13 @@ public sealed record BackendOptions
     /// <summary>Workers spin on the ring instead of sleeping on the kick eventfd.</summary>
     public bool BusyPoll { get; init; }
     /// <summary>
+    /// The longest a worker polls its ring after it runs dry before sleeping on the kick (the window
+    /// adapts below this, see <see cref="AdaptivePoll"/>); zero: sleep at once. QEMU's iothreads default to 32 µs.
+    /// </summary>
+    public TimeSpan PollMax { get; init; } = DefaultPollMax;
+
+    public static readonly TimeSpan DefaultPollMax = TimeSpan.FromMicroseconds(32);
+    /// <summary>
     /// Refuse memory, log and inflight fds that cannot be sealed against shrinking (plain files,
     /// hugetlbfs, unsealable memfds): a frontend that truncates such a file after sharing it can end
     /// the backend with SIGBUS. Off by default because QEMU's file-backed memory cannot be sealed;

@@ -554,7 +554,7 @@ public sealed class BackendSession : IDisposable
         }
         AttachInflight(slot);
         var worker = new QueueWorker(slot.Queue, _memory, _device.CreateProcessor(slot.Index), slot.Polling ? null : slot.Kick,
-            slot.Call, slot.Err, _options.BusyPoll, _log, ReportIotlbMiss);
+            slot.Call, slot.Err, _options.BusyPoll, _options.PollMax, _log, ReportIotlbMiss);
         slot.Worker = worker;
         worker.Start();
         _log.LogInformation("queue {Queue} running ({Layout}, size {Size}, {Access})", slot.Index, slot.Queue is PackedQueue ? "packed" : "split", slot.Queue.Size, slot.Queue.Access);

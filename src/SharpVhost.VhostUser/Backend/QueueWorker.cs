@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using SharpVhost.Interop;
 using SharpVhost.Memory;
@@ -6,9 +7,10 @@ using SharpVhost.Virtio;
 namespace SharpVhost.VhostUser.Backend;
 
 /// <summary>
-/// One thread per started queue: sleeps on the kick eventfd (or busy-polls), then processes the ring
-/// in batches, each batch inside its own memory read section so that invalidations never wait
-/// longer than one batch. Stopping (GET_VRING_BASE, disconnect) joins the thread.
+/// One thread per started queue: polls the ring for a short adaptive window once it runs dry, then
+/// sleeps on the kick eventfd (or busy-polls throughout), and processes the ring in batches, each
+/// batch (and each look at the ring while polling) inside its own memory read section so that
+/// invalidations never wait longer than one batch. Stopping (GET_VRING_BASE, disconnect) joins the thread.
 /// </summary>
 public sealed class QueueWorker : IDisposable
 {
@@ -26,12 +28,14 @@ public sealed class QueueWorker : IDisposable
     private volatile bool _finishOnStop;
 
     public bool BusyPoll { get; }
+    private readonly AdaptivePoll _poll;
 
     /// <param name="reportMiss">Sends an IOTLB miss to the frontend (ACCESS_PLATFORM), false if there is no way to;
     /// called outside any read section.</param>
     public QueueWorker(IDeviceQueue queue, GuestMemoryDomain domain, IQueueProcessor processor,
-        EventFd? kick, EventFd? call, EventFd? err, bool busyPoll, ILogger log, Func<IotlbMiss, bool>? reportMiss = null)
+        EventFd? kick, EventFd? call, EventFd? err, bool busyPoll, TimeSpan pollMax, ILogger log, Func<IotlbMiss, bool>? reportMiss = null)
     {
+        _poll = new AdaptivePoll(pollMax);
         _reportMiss = reportMiss;
         _queue = queue;
         _domain = domain;
@@ -88,11 +92,22 @@ public sealed class QueueWorker : IDisposable
                     if (!Drain(reader)) Thread.SpinWait(50);
                     continue;
                 }
+                // A receive queue idle until its endpoint has frames is woken by its wake fd, not the ring.
+                if (_poll.WindowTicks > 0 && !_processor.IdleUntilWake && PollRing(reader, _poll.WindowTicks))
+                {
+                    Drain(reader); // a kick sent meanwhile makes the next wait return at once: one empty pass
+                    continue;
+                }
                 fds[0] = _kick!.Fd; fds[1] = _stop.Fd;
                 if (wakeFd >= 0) fds[2] = wakeFd;
+                long asleep = Stopwatch.GetTimestamp();
                 int ready = EventFd.WaitAny(fds, -1);
                 if (_stopping || ready == 1) break;
-                if (ready == 0 && _kick.TryConsume()) _queue.Counters.Kicks++;
+                if (ready == 0)
+                {
+                    _poll.Slept(Stopwatch.GetTimestamp() - asleep);
+                    if (_kick.TryConsume()) _queue.Counters.Kicks++;
+                }
                 Drain(reader);
             }
             if (_finishOnStop && !_queue.IsBroken) Finish(reader);
@@ -182,6 +197,31 @@ public sealed class QueueWorker : IDisposable
             if (!more) return any;
         }
         return any;
+    }
+
+    /// <summary>
+    /// Looks at the ring until the driver makes a chain available or the window closes; kicks stay
+    /// enabled (Drain left them so), so nothing is lost if we then sleep. True if there is work for
+    /// Drain, including a ring that cannot be attached now (a memory change or a miss is Drain's to handle).
+    /// </summary>
+    private bool PollRing(MemoryReader reader, long windowTicks)
+    {
+        long deadline = Stopwatch.GetTimestamp() + windowTicks;
+        do
+        {
+            var memory = reader.Enter();
+            try
+            {
+                if (!_queue.Attach(memory) || _queue.HasAvailable()) return true;
+            }
+            finally
+            {
+                reader.Exit();
+            }
+            Thread.SpinWait(20);
+        }
+        while (!_stopping && Stopwatch.GetTimestamp() < deadline);
+        return false;
     }
 
     // The miss the queue is stuck on that the frontend was last asked about, and when (Environment.TickCount64).

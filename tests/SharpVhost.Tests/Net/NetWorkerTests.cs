@@ -44,7 +44,7 @@ public class NetWorkerTests
     }
 
     private static QueueWorker Worker(GuestNet guest, GuestQueue q, IQueueProcessor processor, EventFd kick)
-        => new(q.Device, guest.Domain, processor, kick, call: null, err: null, busyPoll: false, NullLogger.Instance);
+        => new(q.Device, guest.Domain, processor, kick, call: null, err: null, busyPoll: false, BackendOptions.DefaultPollMax, NullLogger.Instance);
 
     private static byte[] Frame(int tag) => Frames.WithHeader(Frames.Ethernet(Frames.B, Frames.A, 64, tag));
 
