@@ -39,7 +39,11 @@ public sealed class QmpClient : IAsyncDisposable
                 var client = new QmpClient(socket);
                 try
                 {
+                    // QEMU 7.2 can emit an event ahead of the greeting: one raised while the main loop has
+                    // accepted us but not yet run the monitor's open handler (an -incoming QEMU's MIGRATION
+                    // "setup" was seen so under load). Events carry nothing we need here.
                     var greeting = await client.ReadMessageAsync(cancel.Token);
+                    while (greeting["event"] is not null) greeting = await client.ReadMessageAsync(cancel.Token);
                     if (greeting["QMP"] is null) throw new InvalidOperationException($"QMP greeting expected, got {greeting.ToJsonString()}");
                     await client.ExecuteAsync("qmp_capabilities", null, timeout);
                     return client;
