@@ -43,18 +43,29 @@ public static class NetComparisons
         var contenders = new List<(string Role, PeerProcess Backend, string Socket)> { ("ours", ours, oursSocket) };
         if (polling is not null) contenders.Add(("polling", polling, pollingSocket));
         contenders.Add(("peer", peer, peerSocket));
-        for (int rep = 0; rep < Repetitions(context); rep++)
+        try
         {
-            var rates = new Dictionary<string, double>();
-            foreach (var (role, backend, socket) in BenchContext.OursFirst(rep) ? contenders : Enumerable.Reverse(contenders))
+            for (int rep = 0; rep < Repetitions(context); rep++)
             {
-                if (backend.HasExited) throw new IOException($"{backend.Name} exited:\n{backend.Tail()}");
-                rates[role] = Testpmd.MeasureFrontend($"testpmd {frontendMode} frontend", socket, frontendMode,
-                    context.Cpus, receive, Warmup(context), Seconds(context));
+                var rates = new Dictionary<string, double>();
+                foreach (var (role, backend, socket) in BenchContext.OursFirst(rep) ? contenders : Enumerable.Reverse(contenders))
+                {
+                    if (backend.HasExited) throw new IOException($"{backend.Name} exited:\n{backend.Tail()}");
+                    // Only the contender being measured runs: the others are frozen, so that an idle DPDK
+                    // backend polling on the same CPU does not take half of it from ours (or ours from it).
+                    foreach (var other in contenders) if (other.Backend != backend) other.Backend.Pause();
+                    backend.Resume();
+                    rates[role] = Testpmd.MeasureFrontend($"testpmd {frontendMode} frontend", socket, frontendMode,
+                        context.Cpus, receive, Warmup(context), Seconds(context));
+                }
+                context.Log($"  {@case}: ours {rates["ours"]:N0} pps{(polling is null ? "" : $", ours busy-polling {rates["polling"]:N0} pps")}, peer {rates["peer"]:N0} pps");
+                rows.Add(@case, "packets/s", "pps", Better.Higher, target, rates["ours"], rates["peer"]);
+                if (polling is not null) rows.Add(@case + ", ours --busy-poll", "packets/s", "pps", Better.Higher, target, rates["polling"], rates["peer"]);
             }
-            context.Log($"  {@case}: ours {rates["ours"]:N0} pps{(polling is null ? "" : $", ours busy-polling {rates["polling"]:N0} pps")}, peer {rates["peer"]:N0} pps");
-            rows.Add(@case, "packets/s", "pps", Better.Higher, target, rates["ours"], rates["peer"]);
-            if (polling is not null) rows.Add(@case + ", ours --busy-poll", "packets/s", "pps", Better.Higher, target, rates["polling"], rates["peer"]);
+        }
+        finally
+        {
+            foreach (var (_, backend, _) in contenders) backend.Resume();
         }
     }
 
