@@ -73,6 +73,17 @@ public sealed class QueueWorker : IDisposable
 
     private readonly Lock _errLock = new();
 
+    // A pass disabled kicks and nothing has re-enabled them yet: polling is fine, sleeping is not.
+    private bool _kicksOff;
+
+    /// <summary>
+    /// After a pass that emptied the ring, the worker polls it for the adaptive window before it sleeps.
+    /// Kicks stay disabled while it polls, as QEMU's and DPDK's polling devices keep them: a driver
+    /// that finds them enabled pays an eventfd write for every batch it adds, and a frontend polling
+    /// its own side (DPDK's virtio_user) spends its time in those system calls.
+    /// </summary>
+    private bool PollsNext => _poll.WindowTicks > 0 && !_processor.IdleUntilWake;
+
     private void Run()
     {
         using var reader = _domain.RegisterReader();
@@ -93,9 +104,14 @@ public sealed class QueueWorker : IDisposable
                     continue;
                 }
                 // A receive queue idle until its endpoint has frames is woken by its wake fd, not the ring.
-                if (_poll.WindowTicks > 0 && !_processor.IdleUntilWake && PollRing(reader, _poll.WindowTicks))
+                if (PollsNext && PollRing(reader, _poll.WindowTicks))
                 {
-                    Drain(reader); // a kick sent meanwhile makes the next wait return at once: one empty pass
+                    Drain(reader);
+                    continue;
+                }
+                if (_kicksOff && EnableKicksAndRecheck(reader))
+                {
+                    Drain(reader); // a chain arrived while kicks were off: it may never be kicked for
                     continue;
                 }
                 fds[0] = _kick!.Fd; fds[1] = _stop.Fd;
@@ -168,6 +184,7 @@ public sealed class QueueWorker : IDisposable
                 if (_queue.Attach(memory))
                 {
                     _queue.DisableKicks();
+                    _kicksOff = true;
                     handled = _processor.Process(_queue, memory, BatchBudget);
                     _queue.FlushUsed();
                     if (_queue.ShouldInterrupt()) Volatile.Read(ref _call)?.Signal();
@@ -175,10 +192,11 @@ public sealed class QueueWorker : IDisposable
                 miss = _queue.PendingMiss;
                 if (miss is not null || _queue.IsBroken) more = false; // a miss: the ring is not empty, we wait for a translation
                 else if (handled >= BatchBudget) more = true; // (a receive pass may take a few buffers past its budget)
-                else if (BusyPoll) more = false;
+                else if (BusyPoll || PollsNext) more = false; // kicks stay off; the caller enables them before any sleep
                 else
                 {
-                    bool available = _queue.EnableKicks(); // always, before any sleep: kicks must never be left off
+                    bool available = _queue.EnableKicks();
+                    _kicksOff = false;
                     more = available && !_processor.IdleUntilWake;
                 }
             }
@@ -200,9 +218,9 @@ public sealed class QueueWorker : IDisposable
     }
 
     /// <summary>
-    /// Looks at the ring until the driver makes a chain available or the window closes; kicks stay
-    /// enabled (Drain left them so), so nothing is lost if we then sleep. True if there is work for
-    /// Drain, including a ring that cannot be attached now (a memory change or a miss is Drain's to handle).
+    /// Looks at the ring until the driver makes a chain available or the window closes, with kicks
+    /// still disabled (<see cref="PollsNext"/>). True if there is work for Drain, including a ring that
+    /// cannot be attached now (a memory change or a miss is Drain's to handle).
     /// </summary>
     private bool PollRing(MemoryReader reader, long windowTicks)
     {
@@ -222,6 +240,27 @@ public sealed class QueueWorker : IDisposable
         }
         while (!_stopping && Stopwatch.GetTimestamp() < deadline);
         return false;
+    }
+
+    /// <summary>
+    /// Enables kicks before the worker sleeps and re-checks the ring: true if a chain arrived meanwhile
+    /// (the driver may have seen kicks off and sent none), or if the ring cannot be attached now (a
+    /// memory change or a miss is Drain's to handle).
+    /// </summary>
+    private bool EnableKicksAndRecheck(MemoryReader reader)
+    {
+        var memory = reader.Enter();
+        try
+        {
+            if (!_queue.Attach(memory)) return true;
+            bool available = _queue.EnableKicks();
+            _kicksOff = false;
+            return available && !_processor.IdleUntilWake;
+        }
+        finally
+        {
+            reader.Exit();
+        }
     }
 
     // The miss the queue is stuck on that the frontend was last asked about, and when (Environment.TickCount64).
