@@ -98,7 +98,10 @@ public sealed class QueueWorker : IDisposable
                 _log.LogInformation("queue {Queue}: resubmitted {Count} request(s) left in flight by a previous backend", _queue.Index, resubmitted);
             while (!_stopping && !_queue.IsBroken)
             {
-                if (BusyPoll)
+                // Busy polling spins, except for a receive queue with nothing to deliver: spinning on the
+                // guest's posted buffers would take the CPU from the port's transmit worker (a sink's
+                // ring); it sleeps until its endpoint has frames, as without busy polling.
+                if (BusyPoll && (_kick is null || !_processor.IdleUntilWake))
                 {
                     if (!Drain(reader)) Thread.SpinWait(50);
                     continue;
