@@ -32,7 +32,11 @@ public sealed class BlockDevice : IVhostUserDevice
             | Bit(VirtioBlk.FeatureSegMax) | Bit(VirtioBlk.FeatureBlockSize) | Bit(VirtioBlk.FeatureFlush)
             | Bit(VirtioBlk.FeatureTopology) | Bit(VirtioBlk.FeatureMultiQueue);
         if (storage.ReadOnly) f |= Bit(VirtioBlk.FeatureReadOnly);
-        else if (storage.SupportsDiscard) f |= Bit(VirtioBlk.FeatureDiscard) | Bit(VirtioBlk.FeatureWriteZeroes);
+        else
+        {
+            if (storage.SupportsDiscard) f |= Bit(VirtioBlk.FeatureDiscard);
+            if (storage.SupportsWriteZeroes) f |= Bit(VirtioBlk.FeatureWriteZeroes);
+        }
         Features = f;
         _config = BlockConfig.Build(storage.Capacity, options.BlockSize, options.QueueSize - 2, options.NumQueues, writeback: true,
             options.MaxDiscardSectors, options.MaxDiscardSegments, options.MaxDiscardSectors, options.MaxDiscardSegments);

@@ -131,7 +131,7 @@ internal sealed class BlockRequestProcessor(IBlockStorage storage, byte[] serial
 
     private byte DiscardOrZero(DescriptorChain chain, bool zero)
     {
-        if (storage.ReadOnly || !storage.SupportsDiscard) return VirtioBlk.StatusUnsupported;
+        if (storage.ReadOnly || !(zero ? storage.SupportsWriteZeroes : storage.SupportsDiscard)) return VirtioBlk.StatusUnsupported;
         uint payload = chain.ReadableBytes - VirtioBlk.HeaderSize;
         if (payload == 0 || payload % VirtioBlk.DiscardSegmentSize != 0) return VirtioBlk.StatusIoError;
         uint count = payload / VirtioBlk.DiscardSegmentSize;

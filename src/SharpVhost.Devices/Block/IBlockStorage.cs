@@ -9,8 +9,10 @@ public interface IBlockStorage : IDisposable
 {
     long Capacity { get; }
     bool ReadOnly { get; }
-    /// <summary>Whether DISCARD and WRITE_ZEROES can be offered.</summary>
+    /// <summary>Whether DISCARD (and, unless <see cref="SupportsWriteZeroes"/> says otherwise, WRITE_ZEROES) can be offered.</summary>
     bool SupportsDiscard { get; }
+    /// <summary>Whether WRITE_ZEROES can be offered (an NBD export advertises it apart from trim).</summary>
+    bool SupportsWriteZeroes => SupportsDiscard;
     string Description { get; }
 
     void Read(Span<byte> destination, long offset);
