@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Microsoft.Extensions.Logging;
 using SharpVhost.Devices.Block;
+using SharpVhost.Devices.Block.Nbd;
 using SharpVhost.VhostUser.Backend;
 using SharpVhost.Virtio;
 
@@ -16,6 +17,9 @@ internal static class BlkCommand
         var blkFile = new Option<string?>("--blk-file") { Description = "Raw image file to serve" };
         var ram = new Option<string?>("--ram") { Description = "Serve a RAM disk of this size instead of a file (e.g. 256M, 1G)" };
         var nullDisk = new Option<string?>("--null") { Description = "Serve a null disk of this size (writes dropped, reads untouched)" };
+        var nbd = new Option<string?>("--nbd") { Description = "Serve an NBD export: nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH (qemu-nbd, nbdkit)" };
+        var nbdReconnect = new Option<double>("--nbd-reconnect-delay") { Description = "Seconds requests wait for a reconnect when the NBD server goes away, then fail with IOERR (0: fail at once)" };
+        var nbdTimeout = new Option<double>("--nbd-timeout") { Description = "Seconds an NBD server may leave waiting requests unanswered before its connection is dropped as hung", DefaultValueFactory = _ => 30 };
         var readOnly = new Option<bool>("--read-only") { Description = "Refuse writes (offers VIRTIO_BLK_F_RO)" };
         var direct = new Option<bool>("--direct") { Description = "Open the image with O_DIRECT for aligned requests" };
         var numQueues = new Option<int>("--num-queues") { Description = "Number of request queues", DefaultValueFactory = _ => 1 };
@@ -26,23 +30,31 @@ internal static class BlkCommand
         var caps = new Option<bool>("--print-capabilities") { Description = "Print the backend's capabilities as JSON and exit" };
         var command = new Command("blk", "Serve a block device over vhost-user (vhost-user-blk)")
         {
-            socketPath, fd, blkFile, ram, nullDisk, readOnly, direct, numQueues, serial, ioDelay, verbose, caps,
+            socketPath, fd, blkFile, ram, nullDisk, nbd, nbdReconnect, nbdTimeout, readOnly, direct, numQueues, serial, ioDelay, verbose, caps,
         };
         backend.AddTo(command);
         command.SetAction(parse =>
         {
             if (parse.GetValue(caps))
             {
-                Console.WriteLine("""{"type":"block","features":["read-only","blk-file"]}""");
+                Console.WriteLine("""{"type":"block","features":["read-only","blk-file","nbd"]}""");
                 return 0;
             }
             string? path = parse.GetValue(socketPath);
             int? inherited = parse.GetValue(fd);
             if ((path is null) == (inherited is null)) return Fail("give exactly one of --socket-path and --fd");
+            using var logging = CliHost.CreateLogging(parse.GetValue(verbose));
+            var log = logging.CreateLogger("blk");
             IBlockStorage storage;
             try
             {
-                storage = OpenStorage(parse.GetValue(blkFile), parse.GetValue(ram), parse.GetValue(nullDisk), parse.GetValue(readOnly), parse.GetValue(direct));
+                var nbdOptions = new NbdClientOptions
+                {
+                    ReconnectDelay = TimeSpan.FromSeconds(Math.Max(0, parse.GetValue(nbdReconnect))),
+                    ReplyTimeout = TimeSpan.FromSeconds(Math.Max(0.1, parse.GetValue(nbdTimeout))),
+                };
+                storage = OpenStorage(parse.GetValue(blkFile), parse.GetValue(ram), parse.GetValue(nullDisk), parse.GetValue(nbd), nbdOptions,
+                    parse.GetValue(readOnly), parse.GetValue(direct), logging.CreateLogger("nbd"));
                 if (parse.GetValue(ioDelay) > 0) storage = new DelayedStorage(storage, TimeSpan.FromMilliseconds(parse.GetValue(ioDelay)));
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or FormatException)
@@ -50,9 +62,8 @@ internal static class BlkCommand
                 return Fail(e.Message);
             }
             using var _ = storage;
-            using var logging = CliHost.CreateLogging(parse.GetValue(verbose));
-            var log = logging.CreateLogger("blk");
-            var device = new BlockDevice(storage, new BlockDeviceOptions { NumQueues = parse.GetValue(numQueues), Serial = parse.GetValue(serial)! });
+            int blockSize = storage is NbdStorage nbdStorage ? nbdStorage.BlockSize : 512;
+            var device = new BlockDevice(storage, new BlockDeviceOptions { NumQueues = parse.GetValue(numQueues), Serial = parse.GetValue(serial)!, BlockSize = blockSize });
             var server = new BackendServer(device, backend.Read(parse), log);
             log.LogInformation("serving {Storage}, {Queues} queue(s), {Metadata} metadata access", storage.Description, device.QueueCount, parse.GetValue(backend.Metadata));
             using var cancel = CliHost.CancelOnSignals(out var signals);
@@ -74,11 +85,19 @@ internal static class BlkCommand
         return command;
     }
 
-    internal static IBlockStorage OpenStorage(string? file, string? ram, string? nullSize, bool readOnly, bool direct)
+    internal static IBlockStorage OpenStorage(string? file, string? ram, string? nullSize, string? nbd, NbdClientOptions nbdOptions,
+        bool readOnly, bool direct, ILogger nbdLog)
     {
-        int given = (file is null ? 0 : 1) + (ram is null ? 0 : 1) + (nullSize is null ? 0 : 1);
-        if (given != 1) throw new ArgumentException("give exactly one of --blk-file, --ram and --null");
+        int given = (file is null ? 0 : 1) + (ram is null ? 0 : 1) + (nullSize is null ? 0 : 1) + (nbd is null ? 0 : 1);
+        if (given != 1) throw new ArgumentException("give exactly one of --blk-file, --ram, --null and --nbd");
         if (file is not null) return new FileStorage(file, readOnly, direct);
+        if (nbd is not null)
+        {
+            // The export decides read-only; --read-only on a writable export is not something NBD can enforce for us.
+            if (readOnly) throw new ArgumentException("--read-only with --nbd: export the disk read-only on the server (qemu-nbd -r, nbdkit -r)");
+            if (direct) throw new ArgumentException("--direct with --nbd: the server decides its caching (qemu-nbd --cache=none)");
+            return new NbdStorage(NbdUri.Parse(nbd), nbdOptions, nbdLog);
+        }
         if (ram is not null) return new RamStorage(Size.Parse(ram));
         return new NullStorage(Size.Parse(nullSize!));
     }

@@ -67,8 +67,9 @@ public sealed class BackendProcess : IRunningBackend
         {
             if (process.HasExited)
             {
+                int code = process.ExitCode; // read before dispose releases the process
                 await backend.DisposeAsync();
-                throw new InvalidOperationException($"{name} exited ({process.ExitCode}) before listening:\n{backend.Log}");
+                throw new InvalidOperationException($"{name} exited ({code}) before listening:\n{backend.Log}");
             }
             if (watch.Elapsed > timeout)
             {

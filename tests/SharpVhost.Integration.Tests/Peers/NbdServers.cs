@@ -1,0 +1,67 @@
+using SharpVhost.Integration.Tests.Support;
+
+namespace SharpVhost.Integration.Tests.Peers;
+
+/// <summary>
+/// The real NBD servers the NBD client is tested against, each serving one Unix socket:
+/// nbdkit (Debian package nbdkit: the memory and file plugins, the delay and error filters) and
+/// qemu-nbd (qemu-utils: any image format QEMU reads, qcow2 here).
+/// </summary>
+public static class NbdServers
+{
+    public static string UriFor(string socket) => $"nbd+unix:///?socket={socket}";
+
+    /// <summary><c>nbdkit -f -U SOCKET [--filter=F ...] PLUGIN ARGS...</c>; arguments after the plugin name are its and the filters' parameters.</summary>
+    public static Task<BackendProcess> NbdkitAsync(string socket, string logDirectory, string name, params string[] pluginAndParameters)
+    {
+        var nbdkit = Tools.Require("nbdkit", "nbdkit");
+        if (File.Exists(socket)) File.Delete(socket); // a killed server leaves its socket behind
+        string[] arguments = ["-f", "--exit-with-parent", "-U", socket, .. pluginAndParameters];
+        return ListeningAsync(BackendProcess.StartAsync(name, nbdkit, arguments, [socket], logDirectory), socket);
+    }
+
+    // The socket file appears at bind(2), a moment before listen(2): wait until a connection is accepted.
+    private static async Task<BackendProcess> ListeningAsync(Task<BackendProcess> starting, string socket)
+    {
+        var server = await starting;
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (true)
+        {
+            using var probe = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+            try
+            {
+                await probe.ConnectAsync(new System.Net.Sockets.UnixDomainSocketEndPoint(socket));
+                return server;
+            }
+            catch (System.Net.Sockets.SocketException) when (DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(20);
+            }
+        }
+    }
+
+    /// <summary>qemu-nbd serving an image of <paramref name="format"/>, persistent, up to 16 clients at once.</summary>
+    public static Task<BackendProcess> QemuNbdAsync(string socket, string image, string format, string logDirectory, string name)
+    {
+        var qemuNbd = Tools.Require("qemu-nbd", "qemu-utils");
+        if (File.Exists(socket)) File.Delete(socket);
+        string[] arguments = ["-k", socket, "-f", format, "-t", "-e", "16", "--cache=writeback", "--discard=unmap", image];
+        return ListeningAsync(BackendProcess.StartAsync(name, qemuNbd, arguments, [socket], logDirectory), socket);
+    }
+
+    /// <summary>Runs qemu-img; returns its exit code and output.</summary>
+    public static async Task<(int Code, string Output)> QemuImgAsync(params string[] arguments)
+    {
+        var start = new System.Diagnostics.ProcessStartInfo(Tools.Require("qemu-img", "qemu-utils"))
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        foreach (var a in arguments) start.ArgumentList.Add(a);
+        using var process = System.Diagnostics.Process.Start(start)!;
+        var output = process.StandardOutput.ReadToEndAsync();
+        var error = process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        return (process.ExitCode, await output + await error);
+    }
+}
