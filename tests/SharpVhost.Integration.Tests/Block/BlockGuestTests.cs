@@ -84,7 +84,7 @@ public sealed class BlockGuestTests
         return image;
     }
 
-    private static async Task<GuestRun> BootAsync(
+    internal static async Task<GuestRun> BootAsync(
         TempDirectory temp, IRunningBackend server, string socket, int queues, bool packed, int seed, string mode)
     {
         var kernel = GuestKernel.FindInstalled();

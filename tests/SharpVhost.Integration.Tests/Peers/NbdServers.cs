@@ -11,12 +11,13 @@ public static class NbdServers
 {
     public static string UriFor(string socket) => $"nbd+unix:///?socket={socket}";
 
+    // No --exit-with-parent: its PR_SET_PDEATHSIG fires when the forking *thread* ends, and .NET forks from pool threads.
     /// <summary><c>nbdkit -f -U SOCKET [--filter=F ...] PLUGIN ARGS...</c>; arguments after the plugin name are its and the filters' parameters.</summary>
     public static Task<BackendProcess> NbdkitAsync(string socket, string logDirectory, string name, params string[] pluginAndParameters)
     {
         var nbdkit = Tools.Require("nbdkit", "nbdkit");
         if (File.Exists(socket)) File.Delete(socket); // a killed server leaves its socket behind
-        string[] arguments = ["-f", "--exit-with-parent", "-U", socket, .. pluginAndParameters];
+        string[] arguments = ["-f", "-U", socket, .. pluginAndParameters];
         return ListeningAsync(BackendProcess.StartAsync(name, nbdkit, arguments, [socket], logDirectory), socket);
     }
 
