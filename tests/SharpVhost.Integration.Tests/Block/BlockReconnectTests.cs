@@ -18,11 +18,12 @@ public sealed class BlockReconnectTests(ITestOutputHelper output)
     private const int BlockSize = 4096;
 
     [Theory]
-    [InlineData("direct", false)]
-    [InlineData("checked", false)]
-    [InlineData("direct", true)] // packed=on: recovery from the packed inflight region
-    [InlineData("checked", true)]
-    public async Task Writes_the_guest_saw_complete_survive_backend_crashes(string metadata, bool packed)
+    [InlineData("direct", false, false)]
+    [InlineData("checked", false, false)]
+    [InlineData("direct", true, false)] // packed=on: recovery from the packed inflight region
+    [InlineData("checked", true, false)]
+    [InlineData("direct", false, true)] // the disk on an NBD server (nbdkit, its delay filter) that outlives the backend
+    public async Task Writes_the_guest_saw_complete_survive_backend_crashes(string metadata, bool packed, bool nbd)
     {
         using var temp = new TempDirectory();
         var image = temp.File("disk.img");
@@ -31,7 +32,12 @@ public sealed class BlockReconnectTests(ITestOutputHelper output)
         // A slow disk so that kills land while requests are in flight. The guest spends 100-200 ms of TCG
         // time between its one-block writes (a dd per block): at 15 ms per request only one kill in
         // five to ten found a request in flight, and all ten of a run sometimes missed.
-        var backend = new SharpVhostBlockBackend(metadata, "--io-delay-ms", "100");
+        BackendProcess? nbdServer = nbd
+            ? await NbdServers.NbdkitAsync(temp.File("nbd.sock"), temp.Path, "nbdkit", "--filter=delay", "file", image, "delay-write=100ms")
+            : null;
+        IBlockBackendUnderTest backend = nbd
+            ? new SharpVhostNbdBlockBackend(NbdServers.UriFor(temp.File("nbd.sock")), "--metadata", metadata)
+            : new SharpVhostBlockBackend(metadata, "--io-delay-ms", "100");
         var request = new BlockBackendRequest(socket, image, 1, temp.Path);
         var server = (BackendProcess)await backend.StartAsync(request);
         var logs = new StringBuilder();
@@ -41,7 +47,7 @@ public sealed class BlockReconnectTests(ITestOutputHelper output)
         {
             Kernel = kernel,
             Initramfs = await InitramfsCache.GetAsync(Tools.GuestFile("blk-reconnect.sh"), kernel),
-            Name = "blk-reconnect-" + metadata + (packed ? "-packed" : ""),
+            Name = "blk-reconnect-" + metadata + (packed ? "-packed" : "") + (nbd ? "-nbd" : ""),
             WorkDirectory = temp.Path,
             Devices = [new VhostUserBlockDevice(socket, 1) { ReconnectSeconds = 1, ExtraProperties = packed ? ["packed=on"] : [] }],
             Parameters = new Dictionary<string, string> { ["BLOCKS"] = Blocks.ToString() },
@@ -88,6 +94,7 @@ public sealed class BlockReconnectTests(ITestOutputHelper output)
         finally
         {
             await server.DisposeAsync();
+            if (nbdServer is not null) await nbdServer.DisposeAsync();
         }
 
         // On the host: every block the guest saw complete holds its whole pattern (nothing torn, nothing lost).
