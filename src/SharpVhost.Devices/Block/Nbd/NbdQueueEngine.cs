@@ -80,7 +80,10 @@ public sealed class NbdQueueEngine : IBlockQueueEngine
     /// <summary>Requests answered with an error, connections dropped for protocol violations, reconnects made.</summary>
     public long Errors, ProtocolFailures, Reconnects;
 
-    /// <summary>Connects (throws IOException when the server cannot be reached) and starts the receive thread.</summary>
+    /// <summary>
+    /// Connects and starts the receive thread. The first engine of a connector throws IOException when the
+    /// server cannot be reached; later ones start disconnected and reconnect by themselves.
+    /// </summary>
     public NbdQueueEngine(NbdConnector connector, int depth, int maxSegments = 1024, string name = "nbd")
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(depth, 1);
@@ -104,6 +107,13 @@ public sealed class NbdQueueEngine : IBlockQueueEngine
         {
             _socket = connector.Connect(out var export);
             Export = export;
+        }
+        catch (Exception e) when (e is IOException or SocketException && connector.Export is not null)
+        {
+            // A queue starting while the server is away: start disconnected and let the receive thread
+            // reconnect (its requests wait or fail as on a lost connection); the disk is already known.
+            _log.LogWarning("nbd {Uri}: cannot connect a queue's engine now ({Error}); reconnecting in the background", connector.Uri, e.Message);
+            Export = connector.Export!;
         }
         catch
         {

@@ -6,7 +6,7 @@ namespace SharpVhost.Devices.Block.Nbd;
 /// <summary>
 /// A disk on an NBD server (qemu-nbd, nbdkit, or any store behind one). The size, the read-only bit, the
 /// block size and which of flush, trim and write-zeroes exist come from the server. Each queue gets its
-/// own connection (<see cref="CreateEngine"/>); the synchronous calls share one connection under a lock
+/// own connection (<see cref="CreateQueueEngine"/>); the synchronous calls share one connection under a lock
 /// (the path the block device takes until it drives engines itself).
 /// </summary>
 public sealed class NbdStorage : IBlockStorage
@@ -16,6 +16,7 @@ public sealed class NbdStorage : IBlockStorage
     private readonly Lock _syncLock = new();
     private readonly NativeBuffer _zeroes;
     private readonly BlockCompletion[] _one = new BlockCompletion[1];
+    private int _engines;
 
     public NbdExport Export { get; }
     public long Capacity => Export.Size;
@@ -35,8 +36,18 @@ public sealed class NbdStorage : IBlockStorage
         _zeroes = new NativeBuffer((int)Math.Min(Export.MaximumPayload, 1 << 20));
     }
 
-    /// <summary>A queue's engine: a connection of its own with up to <paramref name="depth"/> requests in flight.</summary>
-    public NbdQueueEngine CreateEngine(int depth, int maxSegments = 1024) => new(_connector, depth, maxSegments);
+    /// <summary>
+    /// A queue's engine: a connection of its own with up to <paramref name="depth"/> requests in flight.
+    /// Without NBD_FLAG_CAN_MULTI_CONN a flush on one connection need not cover writes completed on another,
+    /// so such an export should be served with one queue (the log says so).
+    /// </summary>
+    public IBlockQueueEngine CreateQueueEngine(int depth)
+    {
+        if (!Export.CanMultiConn && Interlocked.Increment(ref _engines) == 2)
+            _connector.Logger.LogWarning("nbd {Uri}: the export does not advertise multi-conn: a flush on one queue's connection may not cover " +
+                "writes completed on another's; serve it with --num-queues 1, or export it with multi-conn (qemu-nbd -e N, nbdkit)", _connector.Uri);
+        return new NbdQueueEngine(_connector, depth, name: "nbd queue");
+    }
 
     public void Read(Span<byte> destination, long offset)
     {
