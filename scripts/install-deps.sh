@@ -22,6 +22,8 @@ command -v dpdk-testpmd >/dev/null || need+=(dpdk dpdk-dev)
 # NBD servers for the NBD client storage's tests and benchmark (qemu-nbd comes with qemu-utils).
 command -v qemu-nbd >/dev/null || need+=(qemu-utils)
 command -v nbdkit >/dev/null || need+=(nbdkit)
+# The system-call checks (what the kernel sees of a claim: scatter-gather sends, TCP_NODELAY).
+command -v strace >/dev/null || need+=(strace)
 # Bounded fuzz runs (fuzz/run.sh, the integration tests' Fuzz folder).
 command -v afl-fuzz >/dev/null || need+=(afl++)
 if ((${#need[@]})); then
