@@ -21,6 +21,7 @@ public static class BenchRunner
         new NetComparisons.NetTransmit(),
         new BlockComparison(),
         new FloorComparison(),
+        new NbdComparison(),
 #if HAS_NET_CLIENT
         new NetFrontendComparison(),
 #else
