@@ -19,6 +19,7 @@ public static unsafe class Racer
     private static readonly byte*[] Spots = new byte*[MaxSpots];
     private static readonly byte[] Values = new byte[MaxSpots], Masks = new byte[MaxSpots];
     private static int _count;
+    private static int[] _nonZero = [];
     private static int _armed, _inside;
     private static Thread? _thread;
     private static readonly Lock Starting = new();
@@ -36,20 +37,15 @@ public static unsafe class Racer
     {
         if (!Enabled) return;
         Disarm();
+        if (_nonZero.Length < image.Length) _nonZero = new int[image.Length];
         int nonZero = 0;
-        foreach (byte b in image) if (b != 0) nonZero++;
+        for (int j = 0; j < image.Length; j++) if (image[j] != 0) _nonZero[nonZero++] = j;
         if (nonZero == 0) return;
         var random = new Random((int)(seed ^ (seed >> 32)));
         int count = Math.Min(MaxSpots, nonZero);
         for (int i = 0; i < count; i++)
         {
-            int pick = random.Next(nonZero);
-            int at = 0;
-            for (int j = 0; j < image.Length; j++)
-            {
-                if (image[j] == 0) continue;
-                if (pick-- == 0) { at = j; break; }
-            }
+            int at = _nonZero[random.Next(nonZero)];
             Spots[i] = (byte*)addressOf(at);
             Values[i] = image[at];
             // High bits push counts and indexes past their bounds; low bits make near misses.
@@ -89,7 +85,7 @@ public static unsafe class Racer
             Interlocked.Exchange(ref _inside, 1);
             if (Volatile.Read(ref _armed) == 1)
             {
-                for (int round = 0; round < 64; round++)
+                for (int round = 0; round < 16; round++)
                     for (int i = 0; i < _count; i++)
                     {
                         Volatile.Write(ref *Spots[i], (byte)(Values[i] ^ Masks[i]));
