@@ -49,7 +49,7 @@ public sealed class BlockTarget : IFuzzTarget
                 throw new FuzzCheckFailedException($"processor handled {handled} chains, completed {queue.Completed}, budget {Budget}");
             queue.FlushUsed();
         }
-        finally { Racer.Disarm(); }
+        finally { Racer.Disarm(wait: false); } // the image stays mapped and is reloaded next run
     }
 
     public IEnumerable<(string Name, byte[] Data)> Seeds()

@@ -50,7 +50,7 @@ public sealed class NetTarget : IFuzzTarget
         var queue = new CheckingQueue(split, _guest);
         _guest.Race(image);
         try { Serve(queue, split, device, receive); }
-        finally { Racer.Disarm(); }
+        finally { Racer.Disarm(wait: false); } // the image stays mapped and is reloaded next run
     }
 
     private void Serve(CheckingQueue queue, SplitQueue split, NetDevice device, bool receive)

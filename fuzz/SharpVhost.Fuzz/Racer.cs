@@ -7,7 +7,7 @@ namespace SharpVhost.Fuzz;
 /// XOR a mask. A device that checks a value where it lies and reads it again afterwards (a double
 /// fetch) then sees two different values, and the difference shows up as a crash, an out-of-range
 /// access or a failed oracle instead of waiting for a review. The thread is one for the process and
-/// spins only while armed; <see cref="Disarm"/> returns once it no longer touches the memory, so the
+/// sleeps unless armed; <see cref="Disarm"/> returns once it no longer touches the memory, so the
 /// memory may be unmapped or reloaded right after.
 /// </summary>
 public static unsafe class Racer
@@ -23,6 +23,7 @@ public static unsafe class Racer
     private static int _armed, _inside;
     private static Thread? _thread;
     private static readonly Lock Starting = new();
+    private static readonly SemaphoreSlim Go = new(0);
 
     /// <summary>How many bursts of flips the racer has made (a run that never raced tells nothing).</summary>
     public static long Bursts;
@@ -54,13 +55,19 @@ public static unsafe class Racer
         _count = count;
         EnsureThread();
         Interlocked.Exchange(ref _armed, 1);
+        if (Go.CurrentCount == 0) Go.Release();
     }
 
-    /// <summary>Stops flipping and waits until the racer is out of the memory; the flipped bytes keep whatever value they had.</summary>
-    public static void Disarm()
+    /// <summary>
+    /// Stops flipping. With <paramref name="wait"/> it returns only once the racer is out of the memory,
+    /// so the memory may be unmapped next; without, a last flip may land after it returns (fine for
+    /// memory that stays mapped and is reloaded before the next run).
+    /// </summary>
+    public static void Disarm(bool wait = true)
     {
         if (Volatile.Read(ref _armed) == 0) return;
         Interlocked.Exchange(ref _armed, 0);
+        if (!wait) return;
         var spin = new SpinWait();
         while (Volatile.Read(ref _inside) != 0) spin.SpinOnce(-1);
     }
@@ -78,13 +85,18 @@ public static unsafe class Racer
 
     private static void Run()
     {
-        int idle = 0;
         while (true)
         {
-            // Dekker with Disarm: either it sees us inside and waits, or we see it disarmed and keep out.
-            Interlocked.Exchange(ref _inside, 1);
-            if (Volatile.Read(ref _armed) == 1)
+            Go.Wait(); // asleep between runs: an idle racer takes no CPU from the target
+            while (true)
             {
+                // Dekker with Disarm: either it sees us inside and waits, or we see it disarmed and keep out.
+                Interlocked.Exchange(ref _inside, 1);
+                if (Volatile.Read(ref _armed) == 0)
+                {
+                    Volatile.Write(ref _inside, 0);
+                    break;
+                }
                 for (int round = 0; round < 16; round++)
                     for (int i = 0; i < _count; i++)
                     {
@@ -93,14 +105,7 @@ public static unsafe class Racer
                     }
                 Interlocked.Increment(ref Bursts);
                 Volatile.Write(ref _inside, 0);
-                idle = 0;
-                continue;
             }
-            Volatile.Write(ref _inside, 0);
-            // Between back-to-back runs the racer keeps spinning, so it is there when the next run arms
-            // it; after a long idle stretch it sleeps, so a process that stopped fuzzing costs nothing.
-            if (++idle < 200_000) Thread.SpinWait(20);
-            else Thread.Sleep(1);
         }
     }
 }

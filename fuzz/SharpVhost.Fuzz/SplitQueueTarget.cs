@@ -102,7 +102,7 @@ public abstract class RingWalkTarget(string name, string description) : IFuzzTar
         if (setup.Inflight && setup.QueueSize <= 256) AttachInflight(queue, guest.HighHost);
         guest.Race(image);
         try { return Walk(queue, setup); }
-        finally { Racer.Disarm(); }
+        finally { Racer.Disarm(wait: false); } // the image stays mapped and is reloaded next run
     }
 
     private Outcome Walk(IDeviceQueue queue, in RingSetup setup)
