@@ -553,7 +553,7 @@ public sealed class BackendSession : IDisposable
             return;
         }
         AttachInflight(slot);
-        var worker = new QueueWorker(slot.Queue, _memory, _device.CreateProcessor(slot.Index), slot.Polling ? null : slot.Kick,
+        var worker = new QueueWorker(slot.Queue, _memory, _device.CreateProcessor(slot.Index, slot.Queue.Size), slot.Polling ? null : slot.Kick,
             slot.Call, slot.Err, _options.BusyPoll, _options.PollMax, _log, ReportIotlbMiss);
         slot.Worker = worker;
         worker.Start();
