@@ -98,7 +98,7 @@ public sealed class QueueWorker : IDisposable
         {
             // Work may have been queued before we started (reconnect, or a kick we did not see).
             Drain(reader);
-            int resubmitted = _queue switch { SplitQueue s => s.Resubmitted, PackedQueue p => p.Resubmitted, _ => 0 };
+            int resubmitted = _queue.Resubmitted;
             if (resubmitted > 0)
                 _log.LogInformation("queue {Queue}: resubmitted {Count} request(s) left in flight by a previous backend", _queue.Index, resubmitted);
             while (!_stopping && !_queue.IsBroken)
