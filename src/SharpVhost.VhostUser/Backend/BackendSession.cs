@@ -45,6 +45,8 @@ public sealed class BackendSession : IDisposable
         _device = device;
         _options = options;
         _log = logger;
+        _memory.InFlightWait = options.InFlightWait;
+        _memory.CancelWait = options.CancelWait;
         _queues = Enumerable.Range(0, device.QueueCount).Select(i => new QueueSlot(i, options.Metadata)).ToArray();
         _metrics = BackendMetrics.Register(device.Kind, () => _queues.Select(q => q.Queue));
     }

@@ -127,7 +127,11 @@ internal sealed class DelayedEngine(RamStorage ram, int depth, TimeSpan delay) :
     private readonly ConcurrentDictionary<ulong, Timer> _timers = new();
     private int _inFlight;
 
-    public static long MemoryTouches;
+    private long _touches;
+    /// <summary>Operations that have moved their data (into or out of guest memory).</summary>
+    public long Touches => Interlocked.Read(ref _touches);
+    /// <summary>False: <see cref="Cancel"/> is ignored, as a thread blocked in a system call would ignore it.</summary>
+    public bool HonourCancel { get; set; } = true;
     public int CompletionFd => _fd.Fd;
     public int Depth => depth;
     public int MaxSegments => 1024;
@@ -150,7 +154,7 @@ internal sealed class DelayedEngine(RamStorage ram, int depth, TimeSpan delay) :
                 if (!_timers.TryRemove(op.Token, out var t)) return; // cancelled meanwhile
                 t.Dispose();
                 int result = EngineStorage.Execute(ram, op);
-                Interlocked.Increment(ref MemoryTouches);
+                Interlocked.Increment(ref _touches);
                 _done.Enqueue(new BlockCompletion(op.Token, result));
                 _fd.Signal();
             });
@@ -172,7 +176,7 @@ internal sealed class DelayedEngine(RamStorage ram, int depth, TimeSpan delay) :
 
     public void Cancel(ulong token)
     {
-        if (!_timers.TryRemove(token, out var t)) return;
+        if (!HonourCancel || !_timers.TryRemove(token, out var t)) return;
         t.Dispose();
         _done.Enqueue(new BlockCompletion(token, -125));
         _fd.Signal();
