@@ -45,6 +45,8 @@ public sealed class BackendSession : IDisposable
         _device = device;
         _options = options;
         _log = logger;
+        _memory.InFlightWait = options.InFlightWait;
+        _memory.CancelWait = options.CancelWait;
         _queues = Enumerable.Range(0, device.QueueCount).Select(i => new QueueSlot(i, options.Metadata)).ToArray();
         _metrics = BackendMetrics.Register(device.Kind, () => _queues.Select(q => q.Queue));
     }
@@ -556,7 +558,7 @@ public sealed class BackendSession : IDisposable
             return;
         }
         AttachInflight(slot);
-        var worker = new QueueWorker(slot.Queue, _memory, _device.CreateProcessor(slot.Index), slot.Polling ? null : slot.Kick,
+        var worker = new QueueWorker(slot.Queue, _memory, _device.CreateProcessor(slot.Index, slot.Queue.Size), slot.Polling ? null : slot.Kick,
             slot.Call, slot.Err, _options.BusyPoll, _options.PollMax, _log, ReportIotlbMiss);
         slot.Worker = worker;
         worker.Start();
