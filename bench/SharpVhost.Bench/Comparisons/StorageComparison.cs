@@ -108,19 +108,19 @@ public sealed class StorageComparison : IComparison
                             BlockLoadResult? o = null, p = null;
                             foreach (bool oursTurn in BenchContext.OursFirst(rep) ? new[] { true, false } : [false, true])
                             {
-                                if (dropped) DropPageCache(out _);
+                                if (dropped && !context.Quick) DropPageCache(out _); // quick: one drop at the start (each can take seconds)
                                 if (oursTurn) o = oursRunning.Run(load); else p = peerRunning.Run(load);
                             }
                             string @case = $"disk {pair.Engine} {load.Label}";
                             double? limit = null;
                             if (fio is not null && (depth == 32 || !context.Quick))
                             {
-                                if (dropped) DropPageCache(out _);
+                                if (dropped && !context.Quick) DropPageCache(out _);
                                 limit = Fio(fio, context, image, bytes, op, depth);
                                 fioRows.Add(@case, "IOPS", "IOPS", Better.Higher, depth == 32 ? 0.85 : null, o!.Iops, limit);
                                 // The engine alone, driven at this depth without vhost-user: what it can give the device
                                 // once requests overlap (until the block device keeps several in flight, it gets one at a time).
-                                if (dropped) DropPageCache(out _);
+                                if (dropped && !context.Quick) DropPageCache(out _);
                                 var kind = pair.Ours == "threads" ? SharpVhost.Devices.Block.StorageEngineKind.Threads : SharpVhost.Devices.Block.StorageEngineKind.IoUring;
                                 double alone = EngineLoad.Run(image, kind, op, depth, bytes, context.Options.Warmup, context.Options.Measure, context.Cpus.BackendCpu);
                                 engineRows.Add($"engine alone {pair.Engine} {load.Label}", "IOPS", "IOPS", Better.Higher, depth == 32 ? 0.85 : null, alone, limit);

@@ -64,7 +64,8 @@ public sealed class ThreadPoolEngine : IBlockQueueEngine
                 _threads.Add(thread);
                 thread.Start();
             }
-            Monitor.PulseAll(_lock);
+            // One waiter per operation: waking every idle worker for each would have them fight over the lock.
+            for (int i = 0; i < _submittedCount; i++) Monitor.Pulse(_lock);
         }
         _submittedCount = 0;
     }
