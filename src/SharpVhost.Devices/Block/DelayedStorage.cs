@@ -2,9 +2,8 @@ namespace SharpVhost.Devices.Block;
 
 /// <summary>
 /// Adds a fixed latency to every data request, emulating a slow disk. Crash-recovery tests use it
-/// so that requests really are in flight when the backend is killed. The synchronous calls sleep (the
-/// request-at-a-time path); <see cref="CreateQueueEngine"/> gives the asynchronous form, a
-/// <see cref="DelayEngine"/> whose requests overlap.
+/// so that requests really are in flight when the backend is killed. Queues use <see cref="CreateQueueEngine"/>,
+/// a <see cref="DelayEngine"/> whose requests overlap; the synchronous calls (no queue) sleep.
 /// </summary>
 public sealed class DelayedStorage(IBlockStorage inner, TimeSpan delay) : IBlockStorage
 {
@@ -16,14 +15,11 @@ public sealed class DelayedStorage(IBlockStorage inner, TimeSpan delay) : IBlock
     public TimeSpan Delay => delay;
 
     /// <summary>
-    /// The inner storage's queue engine behind a <see cref="DelayEngine"/>. Until every storage has
-    /// engines (IBlockStorage.CreateQueueEngine), only a file's does.
+    /// The inner storage's queue engine behind a <see cref="DelayEngine"/>: the latency is a timer, not a
+    /// sleep, so the queue's requests overlap (a synchronous inner engine, RAM or null, completes at once
+    /// and its completions are held until their time).
     /// </summary>
-    public IBlockQueueEngine CreateQueueEngine(int depth) => inner switch
-    {
-        FileStorage file => new DelayEngine(file.CreateQueueEngine(depth), delay),
-        _ => throw new NotSupportedException($"{inner.Description} has no asynchronous engine yet"),
-    };
+    public IBlockQueueEngine CreateQueueEngine(int depth) => new DelayEngine(inner.CreateQueueEngine(depth), delay);
 
     public void Read(Span<byte> destination, long offset)
     {
@@ -40,7 +36,5 @@ public sealed class DelayedStorage(IBlockStorage inner, TimeSpan delay) : IBlock
     public void Flush() => inner.Flush();
     public void Discard(long offset, long length) => inner.Discard(offset, length);
     public void WriteZeroes(long offset, long length, bool unmap) => inner.WriteZeroes(offset, length, unmap);
-    /// <summary>Synchronous: the delay is a sleep on the queue's thread (one request at a time per queue).</summary>
-    public IBlockQueueEngine CreateQueueEngine(int depth) => new SynchronousQueueEngine(this, depth);
     public void Dispose() => inner.Dispose();
 }
