@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and benchmarks use: QEMU with a Linux guest kernel,
 # busybox for the guest's initramfs, Spin for mmcheck's cross-check, DPDK for the net peers, AFL++
-# for the bounded fuzz runs, nbdkit and qemu-nbd for the NBD client.
+# for the bounded fuzz runs, fio for the storage benchmark's limit, nbdkit and qemu-nbd for the NBD client.
 # Idempotent: installs only what is missing, and runs `apt-get update` at most once.
 set -euo pipefail
 need=()
@@ -24,6 +24,8 @@ command -v qemu-nbd >/dev/null || need+=(qemu-utils)
 command -v nbdkit >/dev/null || need+=(nbdkit)
 # The system-call checks (what the kernel sees of a claim: scatter-gather sends, TCP_NODELAY).
 command -v strace >/dev/null || need+=(strace)
+# The storage benchmark's limit: fio on the same image with the same engine and depth.
+command -v fio >/dev/null || need+=(fio)
 # Bounded fuzz runs (fuzz/run.sh, the integration tests' Fuzz folder).
 command -v afl-fuzz >/dev/null || need+=(afl++)
 if ((${#need[@]})); then
