@@ -22,7 +22,7 @@ public sealed partial class NbdSyscallTests
         int port = FreePort();
         var nbdkit = Tools.Require("nbdkit", "nbdkit");
         await using var nbd = await BackendProcess.StartAsync("nbdkit-tcp", nbdkit, ["-f", "-i", "127.0.0.1", "-p", port.ToString(), "memory", "16M"], [], temp.Path);
-        await WaitForTcpAsync(port);
+        await WaitForTcpAsync(port, nbd);
 
         var trace = temp.File("strace.txt");
         var socket = temp.File("blk.sock");
@@ -62,7 +62,7 @@ public sealed partial class NbdSyscallTests
         return ((IPEndPoint)probe.LocalEndpoint).Port;
     }
 
-    private static async Task WaitForTcpAsync(int port)
+    private static async Task WaitForTcpAsync(int port, BackendProcess server)
     {
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
         while (true)
@@ -75,6 +75,8 @@ public sealed partial class NbdSyscallTests
             }
             catch (SocketException) when (DateTime.UtcNow < deadline)
             {
+                // The port was free when probed; another program may have taken it since: say so.
+                if (server.ExitCode is { } code) throw new InvalidOperationException($"nbdkit exited ({code}) before listening on {port}:\n{server.Log}");
                 await Task.Delay(20);
             }
         }
