@@ -41,8 +41,10 @@ nupkg() {
   stale "$out/.stamp" || return 0
   echo "package: dotnet pack (libraries and the dotnet tool) -> $out" >&2
   rm -rf "$out"
-  for p in src/SharpVhost.Devices/SharpVhost.Devices.csproj src/SharpVhost.Cli/SharpVhost.Cli.csproj; do
-    dotnet pack "$p" -c Release -o "$out" -nologo -v q -clp:ErrorsOnly >&2
+  # dotnet pack packs one project, not its references: each library, bottom layer first, then the tool.
+  for p in Interop Memory Virtio VhostUser Devices Cli; do
+    p="src/SharpVhost.$p/SharpVhost.$p.csproj"
+    dotnet pack "$p" -c Release -o "$out" --no-dependencies -nologo -v q -clp:ErrorsOnly >&2
   done
   touch "$out/.stamp"
 }
