@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds what SharpVhost ships, once, into .build/ (each step is skipped while its output is newer than
 # every source file, so tests and the bench may call this freely):
-#   .build/aot/sharpvhost           the backend as a NativeAOT binary (IL/trim/AOT warnings are errors)
+#   .build/aot/sharpvhost           the backend (blk, net) as a NativeAOT binary (IL/trim/AOT warnings are errors)
 #   .build/nupkg/*.nupkg            the libraries (SharpVhost.Devices and the layers under it) and the
 #                                   `sharpvhost` dotnet tool
 #   .build/deb/sharpvhost_V_amd64.deb  the native binary, QEMU's JSON descriptors, the systemd units and
@@ -28,8 +28,8 @@ aot() {
   command -v clang >/dev/null || bash scripts/install-deps.sh
   echo "package: NativeAOT publish of src/SharpVhost.Cli -> $out" >&2
   rm -rf "$out"
-  # The RID-specific publish builds under bin/obj .../linux-x64/: the JIT build the tests use stays as it is.
-  dotnet publish src/SharpVhost.Cli/SharpVhost.Cli.csproj -c Release -r linux-x64 -p:PublishAot=true \
+  # Backend only (blk, net): demo and mmcheck stay in the JIT CLI. Its obj/bin are under .build/backend-only.
+  dotnet publish src/SharpVhost.Cli/SharpVhost.Cli.csproj -c Release -r linux-x64 -p:PublishAot=true -p:SharpVhostBackendOnly=true \
     -p:TreatWarningsAsErrors=true -p:IlcTreatWarningsAsErrors=true -p:TrimmerSingleWarn=false \
     -o "$out" -nologo -v q -clp:ErrorsOnly >&2
   rm -f "$out"/*.pdb
