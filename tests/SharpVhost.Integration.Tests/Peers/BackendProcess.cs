@@ -26,6 +26,9 @@ public sealed class BackendProcess : IRunningBackend
 
     public string Name { get; }
 
+    /// <summary>The program's process id (for /proc checks at the system-call boundary).</summary>
+    public int ProcessId => _process.Id;
+
     public string Log
     {
         get { lock (_log) return _log.ToString(); }
