@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and benchmarks use: QEMU with a Linux guest kernel,
 # busybox for the guest's initramfs, Spin for mmcheck's cross-check, DPDK for the net peers, AFL++
-# for the bounded fuzz runs, fio for the storage benchmark's limit.
+# for the bounded fuzz runs, fio for the storage benchmark's limit, clang and zlib1g-dev for the
+# NativeAOT publish.
 # Idempotent: installs only what is missing, and runs `apt-get update` at most once.
 set -euo pipefail
 need=()
@@ -19,6 +20,11 @@ command -v xz >/dev/null || need+=(xz-utils)
 command -v zstd >/dev/null || need+=(zstd)
 # Net peer for the two-guest tests: testpmd with net_vhost ports.
 command -v dpdk-testpmd >/dev/null || need+=(dpdk dpdk-dev)
+# The NativeAOT publish of the backend (scripts/package.sh): clang links it, zlib1g-dev for libz.
+command -v clang >/dev/null || need+=(clang)
+[[ -e /usr/include/zlib.h ]] || need+=(zlib1g-dev)
+# The Debian package (scripts/package.sh deb) and its install test.
+command -v dpkg-deb >/dev/null || need+=(dpkg)
 # The storage benchmark's limit: fio on the same image with the same engine and depth.
 command -v fio >/dev/null || need+=(fio)
 # Bounded fuzz runs (fuzz/run.sh, the integration tests' Fuzz folder).

@@ -7,6 +7,5 @@ var root = new RootCommand("SharpVhost: vhost-user virtio backends, a frontend l
     BlkCommand.Create(),
     NetCommand.Create(),
     MmCheckCommand.Create(),
-    BenchCommand.Create(),
 };
 return root.Parse(args).Invoke();
