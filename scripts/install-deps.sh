@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and benchmarks use: QEMU with a Linux guest kernel,
 # busybox for the guest's initramfs, Spin for mmcheck's cross-check, DPDK for the net peers, AFL++
-# for the bounded fuzz runs.
+# for the bounded fuzz runs, systemd's socket-activation and unit tools.
 # Idempotent: installs only what is missing, and runs `apt-get update` at most once.
 set -euo pipefail
 need=()
@@ -19,6 +19,9 @@ command -v xz >/dev/null || need+=(xz-utils)
 command -v zstd >/dev/null || need+=(zstd)
 # Net peer for the two-guest tests: testpmd with net_vhost ports.
 command -v dpdk-testpmd >/dev/null || need+=(dpdk dpdk-dev)
+# systemd's tools without systemd running: socket activation and unit checks (tests/.../Service, Packaging).
+command -v systemd-socket-activate >/dev/null || need+=(systemd)
+command -v systemd-analyze >/dev/null || need+=(systemd)
 # Bounded fuzz runs (fuzz/run.sh, the integration tests' Fuzz folder).
 command -v afl-fuzz >/dev/null || need+=(afl++)
 if ((${#need[@]})); then
