@@ -73,6 +73,27 @@ public sealed class SystemdActivationTests
             Assert.StartsWith("socket:", File.ResolveLinkTarget($"/proc/{backend.Pid}/fd/{fd}", false)!.Name);
     }
 
+    [Fact]
+    public async Task Net_backend_serves_the_socket_named_by_fd()
+    {
+        // --fd N as QEMU's conventions define it, for net as for blk: the inherited fd here is the
+        // one systemd-socket-activate opened (an explicit --fd wins over LISTEN_FDS).
+        using var temp = new TempDirectory();
+        var socket = temp.File("echo.sock");
+        var activate = Tools.Require("systemd-socket-activate", "systemd");
+        await using var backend = await BackendProcess.StartAsync("fd-net", activate,
+            ["-l", socket, Apphost(), "net", "--fd", "3", "--echo"], [socket], temp.Path);
+        using var client = SharpVhost.Devices.Net.NetClient.Connect(socket, timeout: Patience);
+        var frame = new byte[80];
+        SharpVhost.Devices.Net.MacAddress.Parse("02:00:00:00:00:0b").Write(frame);
+        SharpVhost.Devices.Net.MacAddress.Parse("02:00:00:00:00:0a").Write(frame.AsSpan(6));
+        var buffer = new byte[2048];
+        Assert.True(client.Send(frame, Patience));
+        Assert.Equal(frame.Length, client.Receive(buffer, Patience));
+        Assert.Equal(frame.AsSpan(0, 6).ToArray(), buffer.AsSpan(6, 6).ToArray()); // echoed with the addresses swapped
+        Assert.Contains("port fd3:", backend.Log);
+    }
+
     internal static int FdInfoFlags(int pid, int fd)
     {
         var line = File.ReadLines($"/proc/{pid}/fdinfo/{fd}").First(l => l.StartsWith("flags:", StringComparison.Ordinal));
