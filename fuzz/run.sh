@@ -2,6 +2,8 @@
 # Fuzzes one target with afl-fuzz for a bounded time and reports what fuzzer_stats says.
 #
 #   fuzz/run.sh <target> <seconds> [findings-dir]
+#   FUZZ_RACE=1 fuzz/run.sh ...   racing mode: a second thread flips guest-written bytes during each run
+#   FUZZ_EXECS=N fuzz/run.sh ...  stop after about N executions (or the seconds, whichever comes first)
 #   fuzz/run.sh list
 #   fuzz/run.sh seeds      (re)writes the programmatic seeds into fuzz/corpus/<target>/
 #
@@ -79,7 +81,8 @@ main() {
   # with "unable to communicate with fork server" instead of saving a hang: that ends the run with a
   # non-zero status, and the input that was running is kept (below).
   set +e
-  nice -n 10 afl-fuzz "${resume[@]}" -o "$findings" -t "${FUZZ_TIMEOUT_MS:-5000}" -m none -V "$seconds" \
+  # FUZZ_EXECS=N stops after about N executions (afl's -E) if that comes before the time is up.
+  nice -n 10 afl-fuzz "${resume[@]}" -o "$findings" -t "${FUZZ_TIMEOUT_MS:-5000}" -m none -V "$seconds" ${FUZZ_EXECS:+-E "$FUZZ_EXECS"} \
     -- "$instrumented/SharpVhost.Fuzz" "$target" >"$work/afl.log" 2>&1
   rc=$?
   set -e

@@ -40,11 +40,16 @@ public sealed class BlockTarget : IFuzzTarget
         split.SetRings(setup.Rings);
         split.SetBase(setup.Base);
         var queue = new CheckingQueue(split, _guest);
-        if (!queue.Attach(_guest.Memory)) return;
-        int handled = processor.Process(queue, _guest.Memory, Budget);
-        if (handled > Budget || handled != queue.Completed)
-            throw new FuzzCheckFailedException($"processor handled {handled} chains, completed {queue.Completed}, budget {Budget}");
-        queue.FlushUsed();
+        _guest.Race(image);
+        try
+        {
+            if (!queue.Attach(_guest.Memory)) return;
+            int handled = processor.Process(queue, _guest.Memory, Budget);
+            if (handled > Budget || handled != queue.Completed)
+                throw new FuzzCheckFailedException($"processor handled {handled} chains, completed {queue.Completed}, budget {Budget}");
+            queue.FlushUsed();
+        }
+        finally { Racer.Disarm(wait: false); } // the image stays mapped and is reloaded next run
     }
 
     public IEnumerable<(string Name, byte[] Data)> Seeds()

@@ -36,6 +36,9 @@ public sealed class CheckingQueue(IDeviceQueue inner, GuestImage guest) : IDevic
     public string? BrokenReason => inner.BrokenReason;
     public bool IsBroken => inner.IsBroken;
     public IotlbMiss? PendingMiss => inner.PendingMiss;
+    public RingLayout Layout => inner.Layout;
+    public int Resubmitted => inner.Resubmitted;
+    public void UseInflight(nint region) => inner.UseInflight(region);
     public void SetSize(int size) => inner.SetSize(size);
     public void SetRings(RingAddresses rings) => inner.SetRings(rings);
     public void SetBase(uint vringBase) => inner.SetBase(vringBase);

@@ -37,6 +37,19 @@ public sealed unsafe class GuestImage : IDisposable
     public Span<byte> Low => new((void*)_low.HostAddress, RegionSize);
     public Span<byte> High => new((void*)_high.HostAddress, RegionSize);
 
+    /// <summary>Host address of byte <paramref name="offset"/> of the image (<see cref="Load"/>'s layout).</summary>
+    public nint HostOf(int offset) => offset < RegionSize ? _low.HostAddress + offset : _high.HostAddress + (offset - RegionSize);
+
+    /// <summary>Racing mode: flips bytes the image laid out while the device works (see <see cref="Racer"/>).</summary>
+    public void Race(ReadOnlySpan<byte> image) => Racer.Arm(image[..Math.Min(image.Length, Size)], HostOf, (ulong)image.Length * 0x9e3779b97f4a7c15 ^ Hash(image));
+
+    private static ulong Hash(ReadOnlySpan<byte> bytes)
+    {
+        ulong h = 14695981039346656037;
+        foreach (byte b in bytes[..Math.Min(bytes.Length, 4096)]) h = (h ^ b) * 1099511628211;
+        return h;
+    }
+
     /// <summary>Fills guest memory with <paramref name="image"/> and zeroes the rest.</summary>
     public void Load(ReadOnlySpan<byte> image)
     {

@@ -48,7 +48,14 @@ public sealed class NetTarget : IFuzzTarget
         split.SetRings(setup.Rings);
         split.SetBase(setup.Base);
         var queue = new CheckingQueue(split, _guest);
-        if (!queue.Attach(_guest.Memory)) return;
+        _guest.Race(image);
+        try { Serve(queue, split, device, receive); }
+        finally { Racer.Disarm(wait: false); } // the image stays mapped and is reloaded next run
+    }
+
+    private void Serve(CheckingQueue queue, SplitQueue split, NetDevice device, bool receive)
+    {
+        if (!queue.Attach(_guest!.Memory)) return;
 
         if (receive)
         {

@@ -56,7 +56,8 @@ public sealed partial class SessionTarget : IFuzzTarget
                 using var storage = new RamStorage(64 * 1024);
                 var device = new BlockDevice(storage, new BlockDeviceOptions { NumQueues = 2, QueueSize = 64 });
                 using var session = new BackendSession(device, options, NullLogger.Instance);
-                session.Serve(back); // owns and closes back
+                using (var race = fds.Race())
+                    session.Serve(back); // owns and closes back
                 if (Verbose)
                     foreach (var q in session.Queues)
                         Console.Error.WriteLine($"queue {q.Index}: {q.Counters.Requests} requests, {q.Counters.Errors} errors, {q.Counters.DirectBinds + q.Counters.CheckedBinds} binds, broken: {q.BrokenReason}");
@@ -229,7 +230,35 @@ public sealed partial class SessionTarget : IFuzzTarget
             _ => Fd(Guest),
         };
 
-        public void WriteGuest(long offset, ReadOnlySpan<byte> bytes) => RandomAccess.Write(Guest, bytes, offset);
+        public void WriteGuest(long offset, ReadOnlySpan<byte> bytes)
+        {
+            RandomAccess.Write(Guest, bytes, offset);
+            _writtenEnd = Math.Max(_writtenEnd, offset + bytes.Length);
+        }
+
+        private long _writtenEnd;
+
+        /// <summary>
+        /// Racing mode: a mapping of our own of the guest memfd, whose bytes the frames wrote the racer
+        /// flips while the session serves; unmapped on dispose (before the leak check counts mappings).
+        /// </summary>
+        public IDisposable? Race()
+        {
+            if (!Racer.Enabled || _guest is null || _writtenEnd == 0) return null;
+            var mapping = MemoryMapping.Map(_guest, 0, (ulong)GuestFileSize, writable: true);
+            var image = mapping.GetSpan(0, (int)Math.Min(_writtenEnd, GuestFileSize));
+            Racer.Arm(image, offset => mapping.Address + offset, (ulong)_writtenEnd);
+            return new RaceScope(mapping);
+        }
+
+        private sealed class RaceScope(MemoryMapping mapping) : IDisposable
+        {
+            public void Dispose()
+            {
+                Racer.Disarm();
+                mapping.Dispose();
+            }
+        }
 
         private int SocketFd()
         {

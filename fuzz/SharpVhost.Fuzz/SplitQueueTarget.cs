@@ -79,6 +79,7 @@ public abstract class RingWalkTarget(string name, string description) : IFuzzTar
         _guest.CopyTo(_afterChecked);
         var viaDirect = Walk(setup, image, MetadataAccess.Direct);
         if (Environment.GetEnvironmentVariable("FUZZ_VERBOSE") is not null) Console.Error.WriteLine($"{Name}: {viaChecked}");
+        if (Racer.Enabled) return; // racing: each walk saw other values, so the two need not agree
         if (viaChecked != viaDirect)
             throw new FuzzCheckFailedException($"accessors disagree: checked {viaChecked}, direct {viaDirect}");
         if (!_guest.SameAs(_afterChecked))
@@ -99,6 +100,14 @@ public abstract class RingWalkTarget(string name, string description) : IFuzzTar
         queue.SetRings(setup.Rings);
         queue.SetBase(setup.Base);
         if (setup.Inflight && setup.QueueSize <= 256) AttachInflight(queue, guest.HighHost);
+        guest.Race(image);
+        try { return Walk(queue, setup); }
+        finally { Racer.Disarm(wait: false); } // the image stays mapped and is reloaded next run
+    }
+
+    private Outcome Walk(IDeviceQueue queue, in RingSetup setup)
+    {
+        var guest = _guest!;
         int popped = 0;
         ulong chains = 14695981039346656037;
         bool interrupt = false, more = false;
@@ -120,7 +129,9 @@ public abstract class RingWalkTarget(string name, string description) : IFuzzTar
             interrupt = queue.ShouldInterrupt();
             more = queue.EnableKicks();
         }
-        if (Environment.GetEnvironmentVariable("FUZZ_VERBOSE") is not null && queue.IsBroken) Console.Error.WriteLine($"{Name} {access}: broken: {queue.BrokenReason}");
+        if (Environment.GetEnvironmentVariable("FUZZ_VERBOSE") is not null && queue.IsBroken) Console.Error.WriteLine($"{Name} {queue.Access}: broken: {queue.BrokenReason}");
+        if (queue is PackedQueue packed && !packed.IsBroken && (packed.NextAvail >= setup.QueueSize || packed.NextUsed >= setup.QueueSize))
+            throw new FuzzCheckFailedException($"packed positions left the ring: avail {packed.NextAvail}, used {packed.NextUsed}, size {setup.QueueSize}");
         return new Outcome(queue.IsBroken, popped, chains, queue.GetBase(), interrupt, more);
     }
 
@@ -278,6 +289,16 @@ public static class PackedRingSeeds
             .Packed(Desc, 0, 0x4100, 1, 3, Write | Lap2)
             .Packed(Desc, 1, 0, 0, 0, Lap1 | Lap2); // used in the first lap: not available in the second
         yield return ("wrapping-chain", Input(Size16, 0, wrapped, vringBase: 0x8000 | 15));
+
+        // A reconnect with one buffer in flight: id 0 (one descriptor) recorded in the inflight region
+        // at the high region's start (image offset 0x8000): header, id entry, the descriptor's copy.
+        const int regionAt = 0x8000, copies = regionAt + 16 + 16 * 16;
+        var resubmit = new ImageBuilder(0x8000 + 16 + 40 * 16)
+            .Packed(Desc, 0, 0x4000, 16, 0, Write | Lap1)
+            .Bytes(regionAt + 8, [0x02, 0x50, 16, 0, 0x00, 0x80]) // version 0x5002, desc_num 16, used 0 in lap 1
+            .Bytes(regionAt + 16, [1, 0, 1, 0, 0, 0, 0, 0, 7]) // id 0 in flight: 1 descriptor from copy 0, counter 7
+            .Packed((uint)copies, 0, 0x4000, 16, 0, Write | Lap1);
+        yield return ("inflight-resubmit", Input(Size16, 8, resubmit));
 
         // A buffer straddling the two guest-physical regions; a 13-entry ring (not a power of two).
         var straddle = new ImageBuilder(0x3000).Packed(Desc, 0, 0x7f00, 0x200, 1, Write | Lap1);

@@ -47,7 +47,11 @@ public sealed unsafe class EventFd : IDisposable
         ulong value;
         while (true)
         {
-            if (Libc.Read(_fd, &value, 8) == 8) return true;
+            nint read = Libc.Read(_fd, &value, 8);
+            if (read == 8) return true;
+            // An eventfd reads exactly 8 bytes; anything else is some other fd the frontend passed (a
+            // pipe, a file): errno means nothing then.
+            if (read >= 0) throw new IOException($"eventfd read returned {read} bytes instead of 8: the descriptor is not an eventfd");
             int errno = Libc.LastErrno;
             if (errno == Libc.EINTR) continue;
             if (errno == Libc.EAGAIN) return false;

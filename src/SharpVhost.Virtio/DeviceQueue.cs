@@ -41,6 +41,19 @@ public abstract class DeviceQueue : IDeviceQueue
     /// <summary>Whether the queue is bound to a snapshot (a successful <see cref="Attach"/> since the last reset).</summary>
     protected bool IsBound => _boundGeneration >= 0;
 
+    /// <summary>Split or packed: what the session sizes an inflight share for.</summary>
+    public abstract RingLayout Layout { get; }
+
+    /// <summary>
+    /// Records in-flight requests for crash recovery in <paramref name="region"/>, this queue's share of an
+    /// inflight area made for <see cref="Layout"/> and <see cref="Size"/> (the caller checked both), or
+    /// in none (0). Set on the control path before the queue starts.
+    /// </summary>
+    public abstract void UseInflight(nint region);
+
+    /// <summary>Requests resubmitted from the inflight record since the queue started (for tests and logs).</summary>
+    public abstract int Resubmitted { get; }
+
     // ---- control path ----
 
     public abstract void SetSize(int size);

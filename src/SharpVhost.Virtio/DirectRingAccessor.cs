@@ -17,9 +17,9 @@ public sealed unsafe class DirectRingAccessor : RingAccessor
         _desc = _avail = _used = null;
         var m = Memory;
         int n = QueueSize;
-        if (!m.TryTranslateFrontend(Rings.Descriptors, SplitRingLayout.DescriptorTableSize(n), false, out nint desc, out _)) return false;
-        if (!m.TryTranslateFrontend(Rings.Avail, SplitRingLayout.AvailSize(n), false, out nint avail, out _)) return false;
-        if (!m.TryTranslateFrontend(Rings.Used, SplitRingLayout.UsedSize(n), true, out nint used, out _)) return false;
+        if (!RingAreaCheck.TryMapDirect(m, Rings.Descriptors, SplitRingLayout.DescriptorTableSize(n), false, out nint desc, out _)) return false;
+        if (!RingAreaCheck.TryMapDirect(m, Rings.Avail, SplitRingLayout.AvailSize(n), false, out nint avail, out _)) return false;
+        if (!RingAreaCheck.TryMapDirect(m, Rings.Used, SplitRingLayout.UsedSize(n), true, out nint used, out _)) return false;
         _desc = (byte*)desc; _avail = (byte*)avail; _used = (byte*)used;
         return true;
     }

@@ -24,7 +24,13 @@ public interface IDeviceQueue
     /// </summary>
     IotlbMiss? PendingMiss { get; }
 
+    RingLayout Layout { get; }
+    /// <summary>Requests resubmitted from the inflight record since the queue started.</summary>
+    int Resubmitted { get; }
+
     // control path
+    /// <summary>Crash-recovery records in this queue's share of an inflight area made for its layout and size, or none (0).</summary>
+    void UseInflight(nint region);
     void SetSize(int size);
     void SetRings(RingAddresses rings);
     /// <summary>vhost-user's vring base: the next avail index (packed: plus the wrap counter in bit 15).</summary>

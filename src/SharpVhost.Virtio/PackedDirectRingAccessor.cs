@@ -18,10 +18,9 @@ public sealed unsafe class PackedDirectRingAccessor : PackedRingAccessor
         _desc = _driver = _device = null;
         var m = Memory;
         ulong ringSize = PackedRingLayout.DescriptorRingSize(QueueSize);
-        if (!m.TryTranslateFrontend(Rings.Descriptors, ringSize, true, out nint desc, out ulong descGuest)) return false;
-        if (m.Iotlb is not null && !m.TryTranslateFrontend(Rings.Descriptors, ringSize, false, out _, out _)) return false; // read and written: both rights
-        if (!m.TryTranslateFrontend(Rings.Avail, PackedRingLayout.EventSuppressionSize, false, out nint driver, out _)) return false;
-        if (!m.TryTranslateFrontend(Rings.Used, PackedRingLayout.EventSuppressionSize, true, out nint device, out ulong deviceGuest)) return false;
+        if (!RingAreaCheck.TryMapDirect(m, Rings.Descriptors, ringSize, true, out nint desc, out ulong descGuest)) return false;
+        if (!RingAreaCheck.TryMapDirect(m, Rings.Avail, PackedRingLayout.EventSuppressionSize, false, out nint driver, out _)) return false;
+        if (!RingAreaCheck.TryMapDirect(m, Rings.Used, PackedRingLayout.EventSuppressionSize, true, out nint device, out ulong deviceGuest)) return false;
         _desc = (byte*)desc; _driver = (byte*)driver; _device = (byte*)device;
         _descGuest = descGuest; _deviceGuest = deviceGuest;
         return true;

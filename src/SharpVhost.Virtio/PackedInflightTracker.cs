@@ -1,4 +1,6 @@
+using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 
 namespace SharpVhost.Virtio;
 
@@ -15,7 +17,9 @@ namespace SharpVhost.Virtio;
 /// id <c>{u8 inflight; u8 pad; u16 count; u16 first; u16 pad; u64 counter}</c>; then a pool of 24-byte
 /// descriptor copies <c>{pvirtq_desc; u16 next; u8 pad[6]}</c>, at most desc_num in use (no more
 /// descriptors than the ring holds are ever in flight). The frontend is not trusted: recovery checks
-/// every field. Used only by the queue's worker.
+/// every field, and the region is read once, at <see cref="Load"/>, into private memory: from then on
+/// the tracker only writes it and answers from its own copy (a frontend flipping a count between the
+/// check and a later read once moved the used position past the ring). Used only by the queue's worker.
 /// </summary>
 public sealed unsafe class PackedInflightTracker
 {
@@ -27,6 +31,11 @@ public sealed unsafe class PackedInflightTracker
     private const ushort NoEntry = 0xffff;
     private readonly byte* _region;
     private readonly int _size;
+    // What the region says, as we wrote it or as Load validated it: never read back from the region.
+    private readonly bool[] _inflight;
+    private readonly ushort[] _count, _first, _next;
+    private readonly ulong[] _counterOf;
+    private readonly PackedDescriptor[] _saved;   // descriptor copies of buffers found in flight at Load
     private readonly ushort[] _freeCopies;
     private int _freeCount;
     private readonly ushort[] _batch;
@@ -42,12 +51,20 @@ public sealed unsafe class PackedInflightTracker
         if (!PackedRingLayout.IsValidQueueSize(queueSize)) throw new ArgumentOutOfRangeException(nameof(queueSize));
         _region = (byte*)region;
         _size = queueSize;
+        _inflight = new bool[queueSize];
+        _count = new ushort[queueSize];
+        _first = new ushort[queueSize];
+        _next = new ushort[queueSize];
+        _counterOf = new ulong[queueSize];
+        _saved = new PackedDescriptor[queueSize];
         _freeCopies = new ushort[queueSize];
         _batch = new ushort[queueSize];
+        RebuildFreeList();
     }
 
     public int Size => _size;
 
+    private int RegionBytes => (int)RegionSize(_size);
     private ref ushort VersionField => ref Unsafe.AsRef<ushort>(_region + 8);
     private ref ushort DescNum => ref Unsafe.AsRef<ushort>(_region + 10);
     private ref ushort UsedField => ref Unsafe.AsRef<ushort>(_region + 12);
@@ -60,42 +77,67 @@ public sealed unsafe class PackedInflightTracker
     private ref ushort CopyNext(int entry) => ref Unsafe.AsRef<ushort>(Copy(entry) + 16);
 
     /// <summary>
-    /// Reads the region after a (re)start. False when it was never initialized or describes another
-    /// queue: it is then reset to "nothing in flight, used position as given". True: the recorded used
-    /// position is returned, and the in-flight entries are checked (a bad one is dropped).
+    /// Reads the region after a (re)start: one copy into private memory, validated there. False when it
+    /// was never initialized or describes another queue: it is then reset to "nothing in flight, used
+    /// position as given". True: the recorded used position is returned, and the in-flight entries are
+    /// checked (a bad one is dropped).
     /// </summary>
     public bool Load(int usedIndex, bool usedWrap, out int recordedUsed, out bool recordedWrap)
     {
         recordedUsed = usedIndex;
         recordedWrap = usedWrap;
-        if (VersionField != Version || DescNum != _size || (UsedField & 0x7fff) >= _size)
+        Array.Clear(_inflight);
+        byte[] copy = new ReadOnlySpan<byte>(_region, RegionBytes).ToArray(); // the one read of the region
+        ushort version = BinaryPrimitives.ReadUInt16LittleEndian(copy.AsSpan(8));
+        ushort descNum = BinaryPrimitives.ReadUInt16LittleEndian(copy.AsSpan(10));
+        ushort used = BinaryPrimitives.ReadUInt16LittleEndian(copy.AsSpan(12));
+        if (version != Version || descNum != _size || (used & 0x7fff) >= _size)
         {
-            new Span<byte>(_region, (int)RegionSize(_size)).Clear();
+            new Span<byte>(_region, RegionBytes).Clear();
             VersionField = Version;
             DescNum = (ushort)_size;
             UsedField = Encode(usedIndex, usedWrap);
             RebuildFreeList();
             return false;
         }
-        recordedUsed = UsedField & 0x7fff;
-        recordedWrap = (UsedField & PackedRingLayout.WrapBit) != 0;
+        recordedUsed = used & 0x7fff;
+        recordedWrap = (used & PackedRingLayout.WrapBit) != 0;
+        int copies = HeaderSize + _size * IdEntrySize;
+        for (int e = 0; e < _size; e++)
+        {
+            var c = copy.AsSpan(copies + e * CopySize, CopySize);
+            _saved[e] = MemoryMarshal.Read<PackedDescriptor>(c);
+            _next[e] = BinaryPrimitives.ReadUInt16LittleEndian(c[16..]);
+        }
         // Keep only entries whose copies form a proper chain; no copy may belong to two buffers.
         var owned = new bool[_size];
         int total = 0;
         for (int id = 0; id < _size; id++)
         {
-            if (InflightFlag(id) == 0) continue;
-            bool valid = InflightFlag(id) == 1 && Count(id) >= 1 && Count(id) <= _size - total;
-            int entry = First(id);
-            for (int i = 0; valid && i < Count(id); i++)
+            var entry = copy.AsSpan(HeaderSize + id * IdEntrySize, IdEntrySize);
+            byte flag = entry[0];
+            if (flag == 0) continue;
+            ushort count = BinaryPrimitives.ReadUInt16LittleEndian(entry[2..]);
+            ushort first = BinaryPrimitives.ReadUInt16LittleEndian(entry[4..]);
+            bool valid = flag == 1 && count >= 1 && count <= _size - total;
+            int e = first;
+            for (int i = 0; valid && i < count; i++)
             {
-                if (entry >= _size || owned[entry]) { valid = false; break; }
-                owned[entry] = true;
-                entry = CopyNext(entry);
+                if (e >= _size || owned[e]) { valid = false; break; }
+                owned[e] = true;
+                e = _next[e];
             }
-            if (!valid) { InflightFlag(id) = 0; continue; }
-            total += Count(id);
-            _counter = Math.Max(_counter, Counter(id));
+            if (!valid)
+            {
+                InflightFlag(id) = 0;
+                continue;
+            }
+            _inflight[id] = true;
+            _count[id] = count;
+            _first[id] = first;
+            _counterOf[id] = BinaryPrimitives.ReadUInt64LittleEndian(entry[8..]);
+            total += count;
+            _counter = Math.Max(_counter, _counterOf[id]);
         }
         RebuildFreeList();
         return true;
@@ -106,9 +148,9 @@ public sealed unsafe class PackedInflightTracker
         var used = new bool[_size];
         for (int id = 0; id < _size; id++)
         {
-            if (InflightFlag(id) != 1) continue;
-            int entry = First(id);
-            for (int i = 0; i < Count(id) && entry < _size; i++) { used[entry] = true; entry = CopyNext(entry); }
+            if (!_inflight[id]) continue;
+            int entry = _first[id];
+            for (int i = 0; i < _count[id]; i++) { used[entry] = true; entry = _next[entry]; }
         }
         _freeCount = 0;
         for (int e = _size - 1; e >= 0; e--) if (!used[e]) _freeCopies[_freeCount++] = (ushort)e;
@@ -121,27 +163,26 @@ public sealed unsafe class PackedInflightTracker
         descriptors = 0;
         for (int id = 0; id < _size; id++)
         {
-            if (InflightFlag(id) != 1) continue;
-            pending.Add((Counter(id), (ushort)id));
-            descriptors += Count(id);
+            if (!_inflight[id]) continue;
+            pending.Add((_counterOf[id], (ushort)id));
+            descriptors += _count[id];
         }
         pending.Sort();
         return pending.Select(p => p.Id).ToArray();
     }
 
     /// <summary>How many ring descriptors buffer <paramref name="id"/> took, or 0 if it is not in flight.</summary>
-    public int DescriptorCount(ushort id) => id < _size && InflightFlag(id) == 1 ? Count(id) : 0;
+    public int DescriptorCount(ushort id) => id < _size && _inflight[id] ? _count[id] : 0;
 
-    /// <summary>Copies buffer <paramref name="id"/>'s saved descriptors into <paramref name="into"/>; returns how many.</summary>
+    /// <summary>Copies buffer <paramref name="id"/>'s saved descriptors (as <see cref="Load"/> read them) into <paramref name="into"/>; returns how many.</summary>
     public int ReadSaved(ushort id, Span<PackedDescriptor> into)
     {
         int count = DescriptorCount(id);
-        int entry = First(id);
+        int entry = _first[id];
         for (int i = 0; i < count; i++)
         {
-            if (entry >= _size) throw new VirtqueueException($"inflight region: buffer {id}'s copies run outside the pool");
-            into[i] = Unsafe.ReadUnaligned<PackedDescriptor>(Copy(entry));
-            entry = CopyNext(entry);
+            into[i] = _saved[entry];
+            entry = _next[entry];
         }
         return count;
     }
@@ -149,18 +190,25 @@ public sealed unsafe class PackedInflightTracker
     /// <summary>A buffer was popped from the ring: save its descriptors, then mark it in flight.</summary>
     public void OnPopped(ushort id, ReadOnlySpan<PackedDescriptor> descriptors)
     {
-        if (id >= _size || descriptors.Length > _freeCount) return; // cannot happen with a checked ring; recovery then misses it
+        if (id >= _size || _inflight[id] || descriptors.Length > _freeCount) return; // cannot happen with a checked ring; recovery then misses it
         ushort first = NoEntry, previous = NoEntry;
         foreach (var d in descriptors)
         {
             ushort entry = _freeCopies[--_freeCount];
             Unsafe.WriteUnaligned(Copy(entry), d);
-            if (previous == NoEntry) first = entry; else CopyNext(previous) = entry;
+            _saved[entry] = d;
+            if (previous == NoEntry) first = entry;
+            else
+            {
+                CopyNext(previous) = entry;
+                _next[previous] = entry;
+            }
             previous = entry;
         }
-        Count(id) = (ushort)descriptors.Length;
-        First(id) = first;
-        Counter(id) = ++_counter;
+        Count(id) = _count[id] = (ushort)descriptors.Length;
+        First(id) = _first[id] = first;
+        Counter(id) = _counterOf[id] = ++_counter;
+        _inflight[id] = true;
         Volatile.Write(ref InflightFlag(id), 1);
     }
 
@@ -183,12 +231,13 @@ public sealed unsafe class PackedInflightTracker
     {
         int count = DescriptorCount(id);
         if (count == 0) return 0;
+        _inflight[id] = false;
         InflightFlag(id) = 0;
-        int entry = First(id);
-        for (int i = 0; i < count && entry < _size; i++)
+        int entry = _first[id];
+        for (int i = 0; i < count; i++)
         {
-            if (_freeCount < _freeCopies.Length) _freeCopies[_freeCount++] = (ushort)entry;
-            entry = CopyNext(entry);
+            _freeCopies[_freeCount++] = (ushort)entry; // the copies of in-flight buffers are never more than the pool
+            entry = _next[entry];
         }
         return count;
     }

@@ -168,8 +168,12 @@ public sealed unsafe class PackedQueue : DeviceQueue
     /// </summary>
     public PackedInflightTracker? Inflight { get; set; }
 
+    public override RingLayout Layout => RingLayout.Packed;
+
+    public override void UseInflight(nint region) => Inflight = region == 0 ? null : new PackedInflightTracker(region, Size);
+
     /// <summary>Buffers resubmitted from the inflight region since the queue started (for tests and logs).</summary>
-    public int Resubmitted => _resubmitNext;
+    public override int Resubmitted => _resubmitNext;
 
     /// <summary>
     /// Takes the positions from the inflight region, not from the base the frontend restored (after a
@@ -206,10 +210,17 @@ public sealed unsafe class PackedQueue : DeviceQueue
         _availWrap = wrap;
     }
 
+    /// <summary>
+    /// Moves a ring position on by <paramref name="by"/> descriptors, flipping the wrap counter when it
+    /// passes the end. Every advance goes through here: a count that is not 0..Size is a broken record
+    /// (a value taken from memory the frontend writes), never a position outside the ring.
+    /// </summary>
     private void Advance(ref int index, ref bool wrap, int by)
     {
+        if ((uint)by > (uint)Size || (uint)index >= (uint)Size)
+            throw new VirtqueueException($"ring position {index} advanced by {by} in a ring of {Size}");
         index += by;
-        while (index >= Size) { index -= Size; wrap = !wrap; }
+        if (index >= Size) { index -= Size; wrap = !wrap; }
     }
 
     /// <summary>A resubmitted buffer first (after a reconnect), else the next one the driver made available.</summary>
@@ -368,8 +379,7 @@ public sealed unsafe class PackedQueue : DeviceQueue
                 _accessor.WriteUsedAndPublish(slot, id, written, flags);
             }
             Inflight?.OnUsed(id);
-            _nextUsed += count;
-            if (_nextUsed >= Size) { _nextUsed -= Size; _usedWrap = !_usedWrap; }
+            Advance(ref _nextUsed, ref _usedWrap, count);
         }
         catch (VirtqueueException e) { MarkBroken(e.Message); }
     }

@@ -18,4 +18,6 @@ public sealed class QueueCounters
     public long Revalidations;
     /// <summary>IOTLB misses the worker asked the frontend to resolve (ACCESS_PLATFORM only).</summary>
     public long IotlbMisses;
+    /// <summary>Requests answered with an error because their I/O was cancelled (a memory change or a stop waited too long for it).</summary>
+    public long CancelledRequests;
 }

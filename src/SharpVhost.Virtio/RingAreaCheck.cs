@@ -10,6 +10,17 @@ namespace SharpVhost.Virtio;
 /// </summary>
 internal static class RingAreaCheck
 {
+    /// <summary>
+    /// The direct accessors' check: the area lies in one region (or one IOTLB entry) and grants what the
+    /// device does with it: read, and write too where <paramref name="write"/> (an area the device
+    /// writes it also reads back, e.g. the used index). The same rights the checked accessors ask for.
+    /// </summary>
+    public static bool TryMapDirect(GuestMemory memory, ulong address, ulong size, bool write, out nint host, out ulong gpa)
+    {
+        if (!memory.TryTranslateFrontend(address, size, write, out host, out gpa)) return false;
+        return !write || memory.Iotlb is null || memory.TryTranslateFrontend(address, size, false, out _, out _);
+    }
+
     /// <summary>Null if the area is usable, else why not. Throws <see cref="IotlbMissException"/> on a miss.</summary>
     public static string? Check(GuestMemory memory, string area, ulong address, ulong size, bool write)
     {

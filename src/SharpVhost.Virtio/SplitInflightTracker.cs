@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
 
 namespace SharpVhost.Virtio;
@@ -8,8 +9,8 @@ namespace SharpVhost.Virtio;
 /// requests the guest has not seen completed. Layout per queue, as vhost-user.rst describes it:
 /// a 16-byte header <c>{u64 features; u16 version; u16 desc_num; u16 last_batch_head; u16 used_idx}</c>
 /// then one 16-byte <c>{u8 inflight; u8 pad[5]; u16 next; u64 counter}</c> per descriptor.
-/// The frontend only stores the region, but it is not trusted: recovery checks every field.
-/// Used only by the queue's worker.
+/// The frontend only stores the region, but it is not trusted: recovery reads it once into private
+/// memory and checks every field there; afterwards the tracker only writes it. Used only by the queue's worker.
 /// </summary>
 public sealed unsafe class SplitInflightTracker
 {
@@ -21,6 +22,7 @@ public sealed unsafe class SplitInflightTracker
     private readonly ushort[] _batch;
     private int _batchCount;
     private ulong _counter;
+    private ushort _lastBatchHead; // as last written: the region is never read back
 
     /// <summary>Bytes one queue's region takes (64-byte aligned so queues do not share cache lines).</summary>
     public static ulong RegionSize(int queueSize) => ((ulong)(HeaderSize + EntrySize * queueSize) + 63) & ~63ul;
@@ -49,33 +51,44 @@ public sealed unsafe class SplitInflightTracker
     public ushort[] Recover(ushort ringUsedIdx, out int inFlight)
     {
         inFlight = 0;
-        if (VersionField != Version || DescNum != _size)
+        int bytes = (int)RegionSize(_size);
+        byte[] copy = new ReadOnlySpan<byte>(_region, bytes).ToArray(); // the one read of the region
+        if (BinaryPrimitives.ReadUInt16LittleEndian(copy.AsSpan(8)) != Version || BinaryPrimitives.ReadUInt16LittleEndian(copy.AsSpan(10)) != _size)
         {
-            new Span<byte>(_region, (int)RegionSize(_size)).Clear();
+            new Span<byte>(_region, bytes).Clear();
             VersionField = Version;
             DescNum = (ushort)_size;
             UsedIdx = ringUsedIdx;
+            _lastBatchHead = 0;
             return [];
         }
-        if (UsedIdx != ringUsedIdx)
+        byte Flag(int head) => copy[HeaderSize + head * EntrySize];
+        ushort NextOf(int head) => BinaryPrimitives.ReadUInt16LittleEndian(copy.AsSpan(HeaderSize + head * EntrySize + 6));
+        var flags = new byte[_size];
+        for (int head = 0; head < _size; head++) flags[head] = Flag(head);
+        _lastBatchHead = BinaryPrimitives.ReadUInt16LittleEndian(copy.AsSpan(12));
+        ushort recordedUsed = BinaryPrimitives.ReadUInt16LittleEndian(copy.AsSpan(14));
+        if (recordedUsed != ringUsedIdx)
         {
             // We crashed between publishing used.idx and clearing the batch's inflight flags: finish that now.
-            int batch = (ushort)(ringUsedIdx - UsedIdx);
-            int head = LastBatchHead;
+            int batch = (ushort)(ringUsedIdx - recordedUsed);
+            int head = _lastBatchHead;
             for (int i = 0; i < batch && i < _size && head < _size; i++)
             {
+                flags[head] = 0;
                 InflightFlag(head) = 0;
-                head = Next(head);
+                head = NextOf(head);
             }
             UsedIdx = ringUsedIdx;
         }
         var pending = new List<(ulong Counter, ushort Head)>();
         for (int head = 0; head < _size; head++)
         {
-            if (InflightFlag(head) == 0) continue;
-            if (InflightFlag(head) != 1) { InflightFlag(head) = 0; continue; } // garbage: not ours
-            pending.Add((Counter(head), (ushort)head));
-            _counter = Math.Max(_counter, Counter(head));
+            if (flags[head] == 0) continue;
+            if (flags[head] != 1) { InflightFlag(head) = 0; continue; } // garbage: not ours
+            ulong counter = BinaryPrimitives.ReadUInt64LittleEndian(copy.AsSpan(HeaderSize + head * EntrySize + 8));
+            pending.Add((counter, (ushort)head));
+            _counter = Math.Max(_counter, counter);
         }
         pending.Sort();
         inFlight = pending.Count;
@@ -99,8 +112,8 @@ public sealed unsafe class SplitInflightTracker
     public void OnUsed(ushort head)
     {
         if (head >= _size || _batchCount == _batch.Length) return;
-        Next(head) = LastBatchHead;
-        LastBatchHead = head;
+        Next(head) = _lastBatchHead;
+        LastBatchHead = _lastBatchHead = head;
         _batch[_batchCount++] = head;
     }
 

@@ -29,6 +29,7 @@ public sealed unsafe class SplitQueue : DeviceQueue
     private bool _signalledValid;
     private bool _usedIndexKnown;
     private ushort[] _resubmit = [];  // heads to process again after a reconnect, oldest first
+    private ushort[] _poppedHeads = []; // the head popped at each avail slot, so UndoPop never reads the ring again
     private int _resubmitNext;
     private int _pendingInterrupt;
 
@@ -47,6 +48,7 @@ public sealed unsafe class SplitQueue : DeviceQueue
     {
         if (!SplitRingLayout.IsValidQueueSize(size)) throw new VirtqueueException($"queue size {size} is not a power of two between 1 and {SplitRingLayout.MaxQueueSize}");
         Size = size;
+        _poppedHeads = new ushort[size];
         ConfigurationChanged();
     }
 
@@ -121,8 +123,12 @@ public sealed unsafe class SplitQueue : DeviceQueue
     /// </summary>
     public SplitInflightTracker? Inflight { get; set; }
 
+    public override RingLayout Layout => RingLayout.Split;
+
+    public override void UseInflight(nint region) => Inflight = region == 0 ? null : new SplitInflightTracker(region, Size);
+
     /// <summary>Requests resubmitted from the inflight region since the queue started (for tests and logs).</summary>
-    public int Resubmitted => _resubmitNext;
+    public override int Resubmitted => _resubmitNext;
 
     /// <summary>A resubmitted chain first (after a reconnect), else the next one the driver made available.</summary>
     protected override bool Pop(DescriptorChain chain)
@@ -145,6 +151,7 @@ public sealed unsafe class SplitQueue : DeviceQueue
         if (head >= Size) throw new VirtqueueException($"avail entry names descriptor {head}, queue size is {Size}");
         ReadChain(head, chain); // throws before any state changes
         Inflight?.OnPopped(head);
+        _poppedHeads[_lastAvail & (Size - 1)] = head;
         _lastAvail++;
         if (_freshPops < Size) _freshPops++;
         return true;
@@ -164,7 +171,7 @@ public sealed unsafe class SplitQueue : DeviceQueue
         for (int i = 0; i < fresh; i++)
         {
             _lastAvail--;
-            if (Inflight is { } inflight && !IsBroken) inflight.OnUnpopped(_accessor.ReadAvailEntry(_lastAvail & (Size - 1)));
+            Inflight?.OnUnpopped(_poppedHeads[_lastAvail & (Size - 1)]);
         }
         _freshPops -= fresh;
         _resubmitNext -= count - fresh; // resubmitted requests stay in flight; they are just popped again

@@ -48,5 +48,8 @@ public sealed class BlockDevice : IVhostUserDevice
 
     public void OnFeaturesNegotiated(ulong features) => NegotiatedFeatures = features;
 
-    public IQueueProcessor CreateProcessor(int queueIndex) => new BlockRequestProcessor(Storage, _serial, Options);
+    public IQueueProcessor CreateProcessor(int queueIndex) => CreateProcessor(queueIndex, Options.QueueSize);
+
+    /// <summary>A processor with a storage engine of its own, as deep as the ring.</summary>
+    public IQueueProcessor CreateProcessor(int queueIndex, int queueSize) => new BlockRequestProcessor(Storage, _serial, Options, queueSize);
 }

@@ -26,5 +26,7 @@ public sealed class DelayedStorage(IBlockStorage inner, TimeSpan delay) : IBlock
     public void Flush() => inner.Flush();
     public void Discard(long offset, long length) => inner.Discard(offset, length);
     public void WriteZeroes(long offset, long length, bool unmap) => inner.WriteZeroes(offset, length, unmap);
+    /// <summary>Synchronous: the delay is a sleep on the queue's thread (one request at a time per queue).</summary>
+    public IBlockQueueEngine CreateQueueEngine(int depth) => new SynchronousQueueEngine(this, depth);
     public void Dispose() => inner.Dispose();
 }

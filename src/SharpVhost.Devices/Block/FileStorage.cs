@@ -67,6 +67,9 @@ public sealed class FileStorage : IBlockStorage
         }
     }
 
+    /// <summary>The synchronous adapter for now: each request runs on the queue's thread.</summary>
+    public IBlockQueueEngine CreateQueueEngine(int depth) => new SynchronousQueueEngine(this, depth);
+
     public void Dispose()
     {
         _direct?.Dispose();

@@ -19,4 +19,11 @@ public interface IBlockStorage : IDisposable
     void Flush();
     void Discard(long offset, long length);
     void WriteZeroes(long offset, long length, bool unmap);
+
+    /// <summary>
+    /// The asynchronous submission context of one queue, created when the queue starts and disposed when
+    /// it stops; <paramref name="depth"/> bounds the operations in flight at once (the queue's size).
+    /// Storage that completes at once (RAM, null) returns a <see cref="SynchronousQueueEngine"/>.
+    /// </summary>
+    IBlockQueueEngine CreateQueueEngine(int depth);
 }

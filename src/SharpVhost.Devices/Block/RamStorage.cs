@@ -34,6 +34,7 @@ public sealed class RamStorage : IBlockStorage
         }
     }
 
+    public IBlockQueueEngine CreateQueueEngine(int depth) => new SynchronousQueueEngine(this, depth);
     public void Dispose() => _memory.Dispose();
 }
 
@@ -49,5 +50,6 @@ public sealed class NullStorage(long capacity) : IBlockStorage
     public void Flush() { }
     public void Discard(long offset, long length) { }
     public void WriteZeroes(long offset, long length, bool unmap) { }
+    public IBlockQueueEngine CreateQueueEngine(int depth) => new SynchronousQueueEngine(this, depth);
     public void Dispose() { }
 }

@@ -22,4 +22,12 @@ public sealed record BackendOptions
     /// QEMU's memfd memory (memory-backend-memfd, sealed by default) passes.
     /// </summary>
     public bool RequireSealedMemory { get; init; }
+
+    /// <summary>
+    /// How long a memory change, or a ring stop, waits for requests in flight that hold the old memory
+    /// before it cancels them (they complete with IOERR), and how long it then waits for the
+    /// cancellations (docs/invalidation.md).
+    /// </summary>
+    public TimeSpan InFlightWait { get; init; } = TimeSpan.FromSeconds(5);
+    public TimeSpan CancelWait { get; init; } = TimeSpan.FromSeconds(1);
 }

@@ -45,6 +45,8 @@ public sealed class BackendSession : IDisposable
         _device = device;
         _options = options;
         _log = logger;
+        _memory.InFlightWait = options.InFlightWait;
+        _memory.CancelWait = options.CancelWait;
         _queues = Enumerable.Range(0, device.QueueCount).Select(i => new QueueSlot(i, options.Metadata)).ToArray();
         _metrics = BackendMetrics.Register(device.Kind, () => _queues.Select(q => q.Queue));
     }
@@ -226,17 +228,20 @@ public sealed class BackendSession : IDisposable
     private void SetFeatures(ulong features)
     {
         if ((features & ~OfferedFeatures) != 0) throw new VhostUserSessionException($"features {features & ~OfferedFeatures:x} were not offered");
+        // The ring layout follows RING_PACKED, and this is the one place it changes. QEMU sets features
+        // before it configures rings and toggles only LOG_ALL while they run; a layout change under a
+        // running ring would leave that queue, its inflight share and its tracker disagreeing: refused.
+        var layout = RingLayouts.FromFeatures(features);
+        if (layout != Layout && _queues.Any(q => q.Running))
+            throw new VhostUserSessionException($"the ring layout cannot change to {layout} while queues run");
         bool loggingBefore = LoggingWanted;
         _features = features;
         _featuresSet = true;
-        bool packed = VirtioFeatureBits.Has(features, VirtioFeatureBits.RingPacked);
         foreach (var q in _queues)
         {
-            // The ring layout follows RING_PACKED. QEMU sets features before it configures rings; a
-            // running queue keeps its layout (LOG_ALL toggles arrive while rings run, RING_PACKED never changes).
-            if (!q.Running && (q.Queue is PackedQueue) != packed)
+            if (q.Queue.Layout != layout)
             {
-                q.Queue = packed ? new PackedQueue(q.Index, _options.Metadata) : new SplitQueue(q.Index, _options.Metadata);
+                q.Queue = layout.CreateDeviceQueue(q.Index, _options.Metadata);
                 q.SizeSet = q.AddressSet = false; // the new queue knows neither: a kick must wait for them again
             }
             q.Queue.EventIndex = VirtioFeatureBits.Has(features, VirtioFeatureBits.RingEventIdx);
@@ -553,11 +558,11 @@ public sealed class BackendSession : IDisposable
             return;
         }
         AttachInflight(slot);
-        var worker = new QueueWorker(slot.Queue, _memory, _device.CreateProcessor(slot.Index), slot.Polling ? null : slot.Kick,
+        var worker = new QueueWorker(slot.Queue, _memory, _device.CreateProcessor(slot.Index, slot.Queue.Size), slot.Polling ? null : slot.Kick,
             slot.Call, slot.Err, _options.BusyPoll, _options.PollMax, _log, ReportIotlbMiss);
         slot.Worker = worker;
         worker.Start();
-        _log.LogInformation("queue {Queue} running ({Layout}, size {Size}, {Access})", slot.Index, slot.Queue is PackedQueue ? "packed" : "split", slot.Queue.Size, slot.Queue.Access);
+        _log.LogInformation("queue {Queue} running ({Layout}, size {Size}, {Access})", slot.Index, slot.Queue.Layout, slot.Queue.Size, slot.Queue.Access);
     }
 
     // ---- inflight tracking (reconnect without losing requests) ----
@@ -566,10 +571,11 @@ public sealed class BackendSession : IDisposable
     {
         var request = m.ParsePayload<InflightDescription>();
         CheckInflightShape(request.NumQueues, request.QueueSize);
-        ulong size = request.NumQueues * InflightRegionSize(request.QueueSize);
+        var layout = Layout;
+        ulong size = request.NumQueues * layout.InflightRegionSize(request.QueueSize);
         using var fd = FileDescriptors.CreateMemfd("sharpvhost-inflight", (long)size);
         FileDescriptors.SealAgainstShrinking(fd); // the frontend gets this fd: it must not be able to cut our mapping short
-        ReplaceInflight(new InflightArea(MemoryMapping.Map(fd, 0, size, writable: true), request.NumQueues, request.QueueSize));
+        ReplaceInflight(new InflightArea(MemoryMapping.Map(fd, 0, size, writable: true), layout, request.NumQueues, request.QueueSize));
         Span<int> fds = [(int)fd.DangerousGetHandle()];
         _channel!.SendReply(m, new InflightDescription(size, 0, request.NumQueues, request.QueueSize), fds);
     }
@@ -580,18 +586,19 @@ public sealed class BackendSession : IDisposable
         CheckInflightShape(description.NumQueues, description.QueueSize);
         using var fd = m.Fds.Take(0);
         GuardAgainstShrinking(fd, "inflight area");
-        ulong needed = description.NumQueues * InflightRegionSize(description.QueueSize);
+        var layout = Layout;
+        ulong needed = description.NumQueues * layout.InflightRegionSize(description.QueueSize);
         if (description.MmapSize < needed || description.MmapOffset + description.MmapSize < description.MmapOffset
             || description.MmapOffset + description.MmapSize > (ulong)FileDescriptors.SizeOf(fd)
             || description.MmapOffset % (ulong)FileDescriptors.PageSize != 0)
             throw new VhostUserSessionException("inflight area is too small, unaligned or lies past the end of its fd");
-        ReplaceInflight(new InflightArea(MemoryMapping.Map(fd, description.MmapOffset, description.MmapSize, writable: true), description.NumQueues, description.QueueSize));
+        ReplaceInflight(new InflightArea(MemoryMapping.Map(fd, description.MmapOffset, description.MmapSize, writable: true), layout, description.NumQueues, description.QueueSize));
     }
 
     private void CheckInflightShape(ushort numQueues, ushort queueSize)
     {
         if (numQueues == 0 || numQueues > _queues.Length) throw new VhostUserSessionException($"inflight area for {numQueues} queues; the device has {_queues.Length}");
-        if (!(PackedNegotiated ? PackedRingLayout.IsValidQueueSize(queueSize) : SplitRingLayout.IsValidQueueSize(queueSize))) throw new VhostUserSessionException($"inflight queue size {queueSize} is not valid");
+        if (!Layout.IsValidQueueSize(queueSize)) throw new VhostUserSessionException($"inflight queue size {queueSize} is not valid");
     }
 
     private void ReplaceInflight(InflightArea area)
@@ -606,27 +613,31 @@ public sealed class BackendSession : IDisposable
         _inflight = area;
     }
 
-    /// <summary>Gives a starting queue (split or packed) its slice of the inflight area, if the frontend set one up for its shape.</summary>
+    /// <summary>
+    /// Gives a starting queue its share of the inflight area, if the frontend set one up for this queue's
+    /// layout and size. The area records the layout it was sized for (the negotiated one when it was
+    /// made); a queue of the other layout runs without one rather than lay a tracker past its end.
+    /// </summary>
     private void AttachInflight(QueueSlot slot)
     {
-        // The area was sized when it was made: a layout that changed since must not run past its end.
-        bool fits = _inflight is { } area && slot.Index < area.NumQueues && slot.Queue.Size == area.QueueSize
-            && (ulong)(slot.Index + 1) * InflightRegionSize(area.QueueSize) <= area.Mapping.Length;
-        nint region = fits ? _inflight!.Mapping.Address + (nint)((ulong)slot.Index * InflightRegionSize(_inflight.QueueSize)) : 0;
-        if (slot.Queue is SplitQueue split) split.Inflight = fits ? new SplitInflightTracker(region, split.Size) : null;
-        else if (slot.Queue is PackedQueue packed) packed.Inflight = fits ? new PackedInflightTracker(region, packed.Size) : null;
+        var queue = slot.Queue;
+        nint region = 0;
+        if (_inflight is { } area && slot.Index < area.NumQueues)
+        {
+            ulong share = area.Layout.InflightRegionSize(area.QueueSize);
+            if (area.Layout == queue.Layout && queue.Size == area.QueueSize && (ulong)(slot.Index + 1) * share <= area.Mapping.Length)
+                region = area.Mapping.Address + (nint)((ulong)slot.Index * share);
+            else
+                _log.LogWarning("queue {Queue}: the inflight area was made for {AreaLayout} rings of {AreaSize}, the queue is {Layout} of {Size}: no crash recovery for it",
+                    slot.Index, area.Layout, area.QueueSize, queue.Layout, queue.Size);
+        }
+        queue.UseInflight(region);
     }
 
-    /// <summary>
-    /// One queue's share of the inflight area, for the negotiated layout (QEMU sets features before it
-    /// asks for the area). Each tracker marks its own layout, so a region written for the other starts afresh.
-    /// </summary>
-    private ulong InflightRegionSize(int queueSize) => PackedNegotiated
-        ? PackedInflightTracker.RegionSize(queueSize) : SplitInflightTracker.RegionSize(queueSize);
+    /// <summary>The layout the negotiated features ask for (split until SET_FEATURES says otherwise).</summary>
+    private RingLayout Layout => RingLayouts.FromFeatures(_features);
 
-    private bool PackedNegotiated => VirtioFeatureBits.Has(_features, VirtioFeatureBits.RingPacked);
-
-    private sealed record InflightArea(MemoryMapping Mapping, ushort NumQueues, ushort QueueSize);
+    private sealed record InflightArea(MemoryMapping Mapping, RingLayout Layout, ushort NumQueues, ushort QueueSize);
 
     // ---- config, status, reset ----
 

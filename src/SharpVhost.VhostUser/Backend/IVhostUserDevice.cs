@@ -33,6 +33,9 @@ public interface IVhostUserDevice
 
     /// <summary>Creates the object that handles one queue's chains; called when the queue starts.</summary>
     IQueueProcessor CreateProcessor(int queueIndex);
+
+    /// <summary>The same, knowing the ring's size (how many requests the queue may have in flight at once).</summary>
+    IQueueProcessor CreateProcessor(int queueIndex, int queueSize) => CreateProcessor(queueIndex);
 }
 
 /// <summary>Handles the chains of one queue, on that queue's worker thread.</summary>
@@ -70,4 +73,27 @@ public interface IQueueProcessor
     /// new frames once disabled).
     /// </summary>
     bool FinishOnStop => false;
+
+    // ---- requests that outlive a pass (asynchronous block I/O) ----
+
+    /// <summary>Chains popped whose completion is not yet published; the worker stops only once this is 0 (or past its bound).</summary>
+    int InFlight => 0;
+
+    /// <summary>
+    /// The oldest memory generation (<see cref="GuestMemory.Generation"/>) an in-flight request was started
+    /// under, 0 for none: the worker pins it (<see cref="MemoryReader.SetPin"/>) so that memory it points into
+    /// stays mapped until the request completes.
+    /// </summary>
+    long PinnedGeneration => 0;
+
+    /// <summary>
+    /// Publishes requests that completed (status, used elements) without popping new chains: a stopping
+    /// worker's last passes, or while it waits for a translation. With a null queue (broken, or its ring
+    /// out of reach) completed requests are released unanswered. Returns how many completed.
+    /// </summary>
+    int Complete(IDeviceQueue? queue) => 0;
+
+    /// <summary>Asks for in-flight requests started under a generation below <paramref name="generation"/> to end
+    /// soon (they then complete with an error); long.MaxValue for all.</summary>
+    void CancelInFlight(long generation) { }
 }

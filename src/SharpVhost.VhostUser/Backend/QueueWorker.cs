@@ -21,6 +21,10 @@ public sealed class QueueWorker : IDisposable
     private readonly EventFd? _kick;
     private EventFd? _call, _err;
     private readonly EventFd _stop = EventFd.Create(nonBlocking: true);
+    // Signalled by the control path when a memory change has waited too long for our in-flight requests.
+    private readonly EventFd _cancel = EventFd.Create(nonBlocking: true);
+    private long _cancelHandled;
+    private volatile bool _abandoned;
     private readonly ILogger _log;
     private readonly Thread _thread;
     private volatile bool _stopping;
@@ -87,13 +91,14 @@ public sealed class QueueWorker : IDisposable
     private void Run()
     {
         using var reader = _domain.RegisterReader();
+        reader.CancelRequested = _cancel.Signal;
         int wakeFd = _processor.WakeFd;
-        Span<int> fds = stackalloc int[wakeFd >= 0 ? 3 : 2];
+        Span<int> fds = stackalloc int[wakeFd >= 0 ? 4 : 3];
         try
         {
             // Work may have been queued before we started (reconnect, or a kick we did not see).
             Drain(reader);
-            int resubmitted = _queue switch { SplitQueue s => s.Resubmitted, PackedQueue p => p.Resubmitted, _ => 0 };
+            int resubmitted = _queue.Resubmitted;
             if (resubmitted > 0)
                 _log.LogInformation("queue {Queue}: resubmitted {Count} request(s) left in flight by a previous backend", _queue.Index, resubmitted);
             while (!_stopping && !_queue.IsBroken)
@@ -101,6 +106,7 @@ public sealed class QueueWorker : IDisposable
                 // Busy polling spins, except for a receive queue with nothing to deliver: spinning on the
                 // guest's posted buffers would take the CPU from the port's transmit worker (a sink's
                 // ring); it sleeps until its endpoint has frames, as without busy polling.
+                HandleCancel(reader);
                 if (BusyPoll && (_kick is null || !_processor.IdleUntilWake))
                 {
                     if (!Drain(reader)) Thread.SpinWait(50);
@@ -117,8 +123,8 @@ public sealed class QueueWorker : IDisposable
                     Drain(reader); // a chain arrived while kicks were off: it may never be kicked for
                     continue;
                 }
-                fds[0] = _kick!.Fd; fds[1] = _stop.Fd;
-                if (wakeFd >= 0) fds[2] = wakeFd;
+                fds[0] = _kick!.Fd; fds[1] = _stop.Fd; fds[2] = _cancel.Fd;
+                if (wakeFd >= 0) fds[3] = wakeFd;
                 long asleep = Stopwatch.GetTimestamp();
                 int ready = EventFd.WaitAny(fds, -1);
                 if (_stopping || ready == 1) break;
@@ -135,6 +141,16 @@ public sealed class QueueWorker : IDisposable
         {
             _queue.MarkBroken($"worker failed: {e.Message}");
             _log.LogError(e, "queue {Queue} worker failed", _queue.Index);
+        }
+        try
+        {
+            DrainInFlight(reader);
+        }
+        catch (Exception e)
+        {
+            _queue.MarkBroken($"worker failed while completing its requests: {e.Message}");
+            _log.LogError(e, "queue {Queue} worker failed while completing its requests", _queue.Index);
+            if (_processor.InFlight > 0) Abandon(reader);
         }
         if (_queue.IsBroken)
         {
@@ -192,6 +208,7 @@ public sealed class QueueWorker : IDisposable
                     _queue.FlushUsed();
                     if (_queue.ShouldInterrupt()) Volatile.Read(ref _call)?.Signal();
                 }
+                reader.SetPin(_processor.PinnedGeneration); // before the section ends: what is in flight stays covered
                 miss = _queue.PendingMiss;
                 if (miss is not null || _queue.IsBroken) more = false; // a miss: the ring is not empty, we wait for a translation
                 else if (handled >= BatchBudget) more = true; // (a receive pass may take a few buffers past its budget)
@@ -211,7 +228,7 @@ public sealed class QueueWorker : IDisposable
             if (_queue.IsBroken) return any;
             if (miss is { } m)
             {
-                WaitForTranslation(m, memory.Generation);
+                WaitForTranslation(reader, m, memory.Generation);
                 continue;
             }
             _missAsked = null; // no longer stuck: the next miss, even at the same address, is a new one
@@ -281,7 +298,7 @@ public sealed class QueueWorker : IDisposable
     /// at every change sent duplicates that QEMU answered only after the guest had completed the request
     /// and unmapped the address, so its vIOMMU reported DMAR faults to the guest for a well-behaved device.
     /// </remarks>
-    private void WaitForTranslation(IotlbMiss miss, long generation)
+    private void WaitForTranslation(MemoryReader reader, IotlbMiss miss, long generation)
     {
         while (!_stopping)
         {
@@ -297,8 +314,108 @@ public sealed class QueueWorker : IDisposable
                     return;
                 }
             }
+            if (_processor.InFlight > 0)
+            {
+                // Requests started before the miss still complete meanwhile: publish them (a memory change
+                // that waits for them would otherwise wait for the translation too).
+                HandleCancel(reader);
+                CompletionPass(reader, release: false);
+                if (_domain.WaitForChange(generation, 1)) return;
+                continue;
+            }
             if (_domain.WaitForChange(generation, 20)) return;
         }
+    }
+
+    /// <summary>A memory change waited its bound for our pin: cancel what it waits for (on this thread, the engine's).</summary>
+    private void HandleCancel(MemoryReader reader)
+    {
+        long below = reader.CancelRequestedBelow;
+        if (below <= _cancelHandled) return;
+        _cancel.TryConsume();
+        _cancelHandled = below;
+        if (_processor.InFlight == 0) return;
+        _log.LogWarning("queue {Queue}: a memory change waited too long for {Count} request(s) in flight; cancelling them", _queue.Index, _processor.InFlight);
+        _processor.CancelInFlight(below);
+    }
+
+    /// <summary>
+    /// One section that publishes completed requests without popping new ones. With <paramref name="release"/>,
+    /// completions the ring cannot take (broken, or unreachable now) are released unanswered; without, they wait.
+    /// </summary>
+    private void CompletionPass(MemoryReader reader, bool release)
+    {
+        var memory = reader.Enter();
+        try
+        {
+            if (_queue.Attach(memory))
+            {
+                _processor.Complete(_queue);
+                _queue.FlushUsed();
+                if (_queue.ShouldInterrupt()) Volatile.Read(ref _call)?.Signal();
+            }
+            else if (release)
+            {
+                _processor.Complete(null);
+            }
+            reader.SetPin(_processor.PinnedGeneration);
+        }
+        finally
+        {
+            reader.Exit();
+        }
+    }
+
+    /// <summary>
+    /// The worker is stopping (or its queue broke): requests in flight still write into guest memory, so
+    /// it waits for them and publishes them (GET_VRING_BASE returns only with none in flight), bounded by
+    /// the domain's <see cref="GuestMemoryDomain.InFlightWait"/>; then it cancels them (they complete with
+    /// IOERR) and waits <see cref="GuestMemoryDomain.CancelWait"/> more. Requests that outlive both are
+    /// abandoned with their memory kept mapped (<see cref="MemoryReader.Abandon"/>): never unmapped under them.
+    /// </summary>
+    private void DrainInFlight(MemoryReader reader)
+    {
+        if (_processor.InFlight == 0) return;
+        int wakeFd = _processor.WakeFd;
+        long deadline = Environment.TickCount64 + (long)_domain.InFlightWait.TotalMilliseconds;
+        bool cancelled = false;
+        Span<int> fds = stackalloc int[1];
+        while (true)
+        {
+            CompletionPass(reader, release: true);
+            if (_processor.InFlight == 0) return;
+            long left = deadline - Environment.TickCount64;
+            if (left <= 0)
+            {
+                if (cancelled)
+                {
+                    Abandon(reader);
+                    return;
+                }
+                _log.LogWarning("queue {Queue}: {Count} request(s) still in flight after {Wait}; cancelling them", _queue.Index, _processor.InFlight, _domain.InFlightWait);
+                _processor.CancelInFlight(long.MaxValue);
+                cancelled = true;
+                deadline = Environment.TickCount64 + (long)_domain.CancelWait.TotalMilliseconds;
+                continue;
+            }
+            if (wakeFd >= 0)
+            {
+                fds[0] = wakeFd;
+                EventFd.WaitAny(fds, (int)Math.Min(left, 100));
+            }
+            else
+            {
+                Thread.Sleep(1); // a synchronous engine has nothing in flight past a pass; defensive only
+            }
+        }
+    }
+
+    private void Abandon(MemoryReader reader)
+    {
+        _log.LogError("queue {Queue}: {Count} request(s) ignored their cancellation; the memory they use stays mapped until they end", _queue.Index, _processor.InFlight);
+        _queue.Counters.Errors += _processor.InFlight;
+        _abandoned = true;
+        reader.Abandon();
     }
 
     /// <summary>
@@ -320,6 +437,7 @@ public sealed class QueueWorker : IDisposable
                 handled = _processor.Process(_queue, memory, budget);
                 _queue.FlushUsed();
                 if (_queue.ShouldInterrupt()) Volatile.Read(ref _call)?.Signal();
+                reader.SetPin(_processor.PinnedGeneration);
             }
             finally
             {
@@ -349,6 +467,8 @@ public sealed class QueueWorker : IDisposable
     {
         Stop();
         _stop.Dispose();
-        (_processor as IDisposable)?.Dispose(); // e.g. a net receive queue stops taking frames
+        if (_abandoned) return; // the engine still has requests writing into memory we keep mapped for them
+        _cancel.Dispose();
+        (_processor as IDisposable)?.Dispose(); // e.g. a net receive queue stops taking frames; a block queue's engine closes
     }
 }

@@ -26,6 +26,7 @@ internal sealed class RecordingStorage(long capacity, bool readOnly = false, boo
     public void WriteZeroes(long offset, long length, bool unmap) { Check(); Calls.Add($"zeroes {offset} {length} {unmap}"); _ram.WriteZeroes(offset, length, unmap); }
     public void RamRead(Span<byte> destination, long offset) => _ram.Read(destination, offset);
     public void RamWrite(ReadOnlySpan<byte> source, long offset) => _ram.Write(source, offset);
+    public IBlockQueueEngine CreateQueueEngine(int depth) => new SynchronousQueueEngine(this, depth);
     public void Dispose() => _ram.Dispose();
 }
 

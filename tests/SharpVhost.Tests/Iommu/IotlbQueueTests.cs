@@ -141,6 +141,24 @@ public sealed class IotlbQueueTests : IDisposable
         Assert.Contains("used ring", h.Device.BrokenReason);
     }
 
+    /// <summary>
+    /// The device reads the used ring too (its index), so it needs both rights there: a write-only entry
+    /// once passed the direct accessor's check (write only) while the checked one asked for both.
+    /// </summary>
+    [Theory, MemberData(nameof(Echo.Accesses), MemberType = typeof(Echo))]
+    public void AUsedRingMappedWriteOnlyIsRefusedByBothAccessors(MetadataAccess access)
+    {
+        var h = RingBehindIommu(access);
+        ulong used = Data + 4 * Page; // a page of its own, mapped write-only
+        Map(used, Page, IotlbAccess.Write);
+        var p = h.Placement;
+        h.Device.SetRings(new RingAddresses(Iova(p.Descriptors), Iova(p.Avail), Iova(used)));
+        Assert.False(h.Attach());
+        Assert.False(h.Device.UsingDirectAccess);
+        Assert.True(h.Device.IsBroken);
+        Assert.Contains("used ring", h.Device.BrokenReason);
+    }
+
     [Theory, MemberData(nameof(Echo.Accesses), MemberType = typeof(Echo))]
     public void AnInvalidatedRingIsNotUsedAgainUntilRemapped(MetadataAccess access)
     {
