@@ -45,6 +45,8 @@ internal static class BlkCommand
             {
                 level = backend.ReadLogLevel(parse);
                 access = backend.ReadSocketAccess(parse);
+                if (access is not null && !targets.All(t => t.CreatesSocketFile))
+                    throw new ArgumentException("--socket-mode and --socket-group apply to the socket file a listening --socket-path creates (under systemd: SocketMode=, SocketGroup=)");
                 if (path is null && inherited is null) SystemdSockets.Adopt(activated);
                 storage = OpenStorage(parse.GetValue(blkFile), parse.GetValue(ram), parse.GetValue(nullDisk), parse.GetValue(readOnly), parse.GetValue(direct));
                 if (parse.GetValue(ioDelay) > 0) storage = new DelayedStorage(storage, TimeSpan.FromMilliseconds(parse.GetValue(ioDelay)));

@@ -59,6 +59,8 @@ internal static class NetCommand
                 if (parse.GetValue(mac) is { } m) firstMac = MacAddress.Parse(m);
                 level = backend.ReadLogLevel(parse);
                 access = backend.ReadSocketAccess(parse);
+                if (access is not null && !targets.All(t => t.CreatesSocketFile))
+                    throw new ArgumentException("--socket-mode and --socket-group apply to the socket file a listening --socket-path creates (under systemd: SocketMode=, SocketGroup=)");
                 if (paths.Length == 0 && inherited.Length == 0) SystemdSockets.Adopt(activated);
             }
             catch (Exception e) when (e is FormatException or ArgumentException or IOException) { return Fail(e.Message); }

@@ -26,6 +26,9 @@ internal sealed record BackendTarget(string Name, string? Path, int? Fd, bool Cl
         return null;
     }
 
+    /// <summary>Whether the backend creates this target's socket file itself (so --socket-mode/--socket-group apply).</summary>
+    public bool CreatesSocketFile => Path is not null && !Client;
+
     /// <summary>Serves this target with <paramref name="server"/> until cancelled; <paramref name="ready"/> runs once it can take a frontend.</summary>
     public void Serve(BackendServer server, SocketFileAccess? access, CancellationToken cancel, Action ready)
     {

@@ -67,6 +67,7 @@ public sealed class ServiceOptionsTests
             (["blk", "--socket-path", temp.File("a.sock"), "--ram", "1M", "--socket-mode", "rw"], "octal"),
             (["blk", "--socket-path", temp.File("a.sock"), "--ram", "1M", "--socket-group", "no-such-group-sv"], "no such group"),
             (["blk", "--ram", "1M", "--client"], "--client"),
+            (["blk", "--socket-path", temp.File("q.sock"), "--client", "--ram", "1M", "--socket-mode", "0600"], "apply to the socket file"),
             (["net", "--socket-path", temp.File("a.sock"), "--fd", "3", "--sink"], "incompatible"),
             (["blk", "--socket-path", temp.File("a.sock"), "--ram", "1M", "--log-level", "loud"], "log level"),
         })
