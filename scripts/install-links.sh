@@ -10,6 +10,13 @@ program="$(realpath "${1:?usage: install-links.sh [--descriptors] PROGRAM [DIR]}
 dir="${2:-/usr/libexec}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 [[ -x $program ]] || { echo "install-links: $program is not an executable" >&2; exit 2; }
+# The repository's ./sharpvhost is a script that builds and execs .build/cli/sharpvhost: a link to the
+# script would lose the name it was run by, so link to the program it builds.
+if [[ $(head -c 2 "$program") == '#!' ]]; then
+  "$program" --help >/dev/null
+  program="$(dirname "$program")/.build/cli/sharpvhost"
+  [[ -x $program ]] || { echo "install-links: building the CLI did not give $program" >&2; exit 2; }
+fi
 mkdir -p "$dir"
 for device in blk net; do
   ln -sfn "$program" "$dir/sharpvhost-$device"
