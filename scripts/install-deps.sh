@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and benchmarks use: QEMU with a Linux guest kernel,
 # busybox for the guest's initramfs, Spin for mmcheck's cross-check, DPDK for the net peers, AFL++
-# for the bounded fuzz runs, systemd's socket-activation and unit tools.
+# for the bounded fuzz runs, fio for the storage benchmark's limit, systemd's socket-activation and
+# unit tools.
 # Idempotent: installs only what is missing, and runs `apt-get update` at most once.
 set -euo pipefail
 need=()
@@ -22,6 +23,8 @@ command -v dpdk-testpmd >/dev/null || need+=(dpdk dpdk-dev)
 # systemd's tools without systemd running: socket activation and unit checks (tests/.../Service, Packaging).
 command -v systemd-socket-activate >/dev/null || need+=(systemd)
 command -v systemd-analyze >/dev/null || need+=(systemd)
+# The storage benchmark's limit: fio on the same image with the same engine and depth.
+command -v fio >/dev/null || need+=(fio)
 # Bounded fuzz runs (fuzz/run.sh, the integration tests' Fuzz folder).
 command -v afl-fuzz >/dev/null || need+=(afl++)
 if ((${#need[@]})); then

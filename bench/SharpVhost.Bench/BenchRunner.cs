@@ -20,6 +20,7 @@ public static class BenchRunner
         new NetComparisons.NetReceive(),
         new NetComparisons.NetTransmit(),
         new BlockComparison(),
+        new StorageComparison(),
         new FloorComparison(),
 #if HAS_NET_CLIENT
         new NetFrontendComparison(),

@@ -37,7 +37,9 @@ public static unsafe class Racer
     public static void Arm(ReadOnlySpan<byte> image, Func<int, nint> addressOf, ulong seed)
     {
         if (!Enabled) return;
-        Disarm();
+        // Not waiting for the racer here: a flip of the previous run still in progress lands in memory
+        // that run's caller kept mapped (callers that unmap wait in their own Disarm).
+        Interlocked.Exchange(ref _armed, 0);
         if (_nonZero.Length < image.Length) _nonZero = new int[image.Length];
         int nonZero = 0;
         for (int j = 0; j < image.Length; j++) if (image[j] != 0) _nonZero[nonZero++] = j;

@@ -89,6 +89,45 @@ internal static unsafe partial class Libc
     [LibraryImport(Lib, EntryPoint = "getpagesize")]
     public static partial int GetPageSize();
 
+    // io_uring and vectored file I/O (IoUring, FileIo): the same numbers on x86_64 and aarch64 (asm-generic since 5.1).
+    public const long SYS_io_uring_setup = 425, SYS_io_uring_enter = 426, SYS_io_uring_register = 427;
+
+    [LibraryImport(Lib, EntryPoint = "syscall", SetLastError = true)]
+    public static partial long Syscall(long number, long a1, long a2, long a3, long a4, long a5, long a6);
+
+    [LibraryImport(Lib, EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int Open(string path, int flags, int mode);
+
+    [LibraryImport(Lib, EntryPoint = "preadv", SetLastError = true)]
+    public static partial nint Preadv(int fd, void* iov, int iovcnt, long offset);
+
+    [LibraryImport(Lib, EntryPoint = "pwritev2", SetLastError = true)]
+    public static partial nint Pwritev2(int fd, void* iov, int iovcnt, long offset, int flags);
+
+    [LibraryImport(Lib, EntryPoint = "fdatasync", SetLastError = true)]
+    public static partial int Fdatasync(int fd);
+
+    [LibraryImport(Lib, EntryPoint = "timerfd_create", SetLastError = true)]
+    public static partial int TimerfdCreate(int clockId, int flags);
+
+    [LibraryImport(Lib, EntryPoint = "timerfd_settime", SetLastError = true)]
+    public static partial int TimerfdSettime(int fd, int flags, long* newValue, long* oldValue);
+
+    [LibraryImport(Lib, EntryPoint = "clock_gettime", SetLastError = true)]
+    public static partial int ClockGettime(int clockId, long* timespec);
+
+    [LibraryImport(Lib, EntryPoint = "epoll_create1", SetLastError = true)]
+    public static partial int EpollCreate1(int flags);
+
+    [LibraryImport(Lib, EntryPoint = "epoll_ctl", SetLastError = true)]
+    public static partial int EpollCtl(int epfd, int op, int fd, void* ev);
+
+    public const int O_RDONLY = 0, O_RDWR = 2, O_CLOEXEC = 0x80000, O_DIRECT = 0x4000;
+    public const int RWF_DSYNC = 2;
+    public const int CLOCK_MONOTONIC = 1, TFD_CLOEXEC = 0x80000, TFD_NONBLOCK = 0x800, TFD_TIMER_ABSTIME = 1;
+    public const int EPOLL_CLOEXEC = 0x80000, EPOLL_CTL_ADD = 1, EPOLLIN = 1;
+    public const int EIO = 5, EBADF = 9, ENOMEM = 12, EINVAL = 22, ENOSYS = 38, EOPNOTSUPP = 95, ECANCELED = 125;
+
     public static int LastErrno => Marshal.GetLastPInvokeError();
 
     public static string Describe(int errno) => $"{Marshal.GetPInvokeErrorMessage(errno)} (errno {errno})";

@@ -22,10 +22,13 @@ internal static class BlkCommand
         var numQueues = new Option<int>("--num-queues") { Description = "Number of request queues", DefaultValueFactory = _ => 1 };
         var backend = new BackendCliOptions();
         var serial = new Option<string>("--serial") { Description = "Serial number reported by GET_ID (20 bytes max)", DefaultValueFactory = _ => "sharpvhost" };
-        var ioDelay = new Option<int>("--io-delay-ms") { Description = "Add this latency to every read and write (emulates a slow disk; crash-recovery tests use it)" };
+        var ioDelay = new Option<double>("--io-delay-ms") { Description = "Add this latency to every read and write, in milliseconds, fractions allowed (emulates a slow disk; crash-recovery tests use it)" };
+        var ioDelayUs = new Option<double>("--io-delay-us") { Description = "The same latency in microseconds" };
+        var aio = new Option<string>("--aio") { Description = "Storage engine for --blk-file: io_uring (the default where io_uring_setup works) or threads" };
+        aio.AcceptOnlyFromAmong("io_uring", "threads");
         var command = new Command("blk", "Serve a block device over vhost-user (vhost-user-blk)")
         {
-            socketPath, fd, blkFile, ram, nullDisk, readOnly, direct, numQueues, serial, ioDelay,
+            socketPath, fd, blkFile, ram, nullDisk, readOnly, direct, numQueues, serial, ioDelay, ioDelayUs, aio,
         };
         backend.AddTo(command);
         command.SetAction(parse =>
@@ -48,8 +51,10 @@ internal static class BlkCommand
                 if (access is not null && !targets.All(t => t.CreatesSocketFile))
                     throw new ArgumentException("--socket-mode and --socket-group apply to the socket file a listening --socket-path creates (under systemd: SocketMode=, SocketGroup=)");
                 if (path is null && inherited is null) SystemdSockets.Adopt(activated);
-                storage = OpenStorage(parse.GetValue(blkFile), parse.GetValue(ram), parse.GetValue(nullDisk), parse.GetValue(readOnly), parse.GetValue(direct));
-                if (parse.GetValue(ioDelay) > 0) storage = new DelayedStorage(storage, TimeSpan.FromMilliseconds(parse.GetValue(ioDelay)));
+                double delayUs = parse.GetValue(ioDelay) * 1000 + parse.GetValue(ioDelayUs);
+                if (delayUs < 0) return Fail("--io-delay-ms and --io-delay-us take a latency of zero or more");
+                storage = OpenStorage(parse.GetValue(blkFile), parse.GetValue(ram), parse.GetValue(nullDisk), parse.GetValue(readOnly), parse.GetValue(direct), ParseEngine(parse.GetValue(aio)));
+                if (delayUs > 0) storage = new DelayedStorage(storage, TimeSpan.FromMicroseconds(delayUs));
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or FormatException)
             {
@@ -76,11 +81,18 @@ internal static class BlkCommand
         return command;
     }
 
-    internal static IBlockStorage OpenStorage(string? file, string? ram, string? nullSize, bool readOnly, bool direct)
+    private static StorageEngineKind ParseEngine(string? aio) => aio switch
+    {
+        "io_uring" => StorageEngineKind.IoUring,
+        "threads" => StorageEngineKind.Threads,
+        _ => StorageEngineKind.Auto,
+    };
+
+    internal static IBlockStorage OpenStorage(string? file, string? ram, string? nullSize, bool readOnly, bool direct, StorageEngineKind engine = StorageEngineKind.Auto)
     {
         int given = (file is null ? 0 : 1) + (ram is null ? 0 : 1) + (nullSize is null ? 0 : 1);
         if (given != 1) throw new ArgumentException("give exactly one of --blk-file, --ram and --null");
-        if (file is not null) return new FileStorage(file, readOnly, direct);
+        if (file is not null) return new FileStorage(file, readOnly, direct, engine);
         if (ram is not null) return new RamStorage(Size.Parse(ram));
         return new NullStorage(Size.Parse(nullSize!));
     }

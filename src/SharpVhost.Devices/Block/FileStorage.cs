@@ -4,29 +4,53 @@ using SharpVhost.Interop;
 namespace SharpVhost.Devices.Block;
 
 /// <summary>
-/// A raw image file. Buffered by default; with <c>direct</c> the file is opened with O_DIRECT too, and
-/// requests whose guest buffers meet O_DIRECT's alignment go through that handle (guest pages usually
-/// do), the rest through the buffered one.
+/// A raw image file, opened with open(2). Buffered by default; with <c>direct</c> it is opened a second
+/// time with O_DIRECT really passed to the kernel (.NET's FileOptions cannot express it on Linux), and
+/// requests whose offset, lengths and guest buffers meet O_DIRECT's alignment go through that fd (guest
+/// pages usually do), the rest through the buffered one. Each queue gets its own engine
+/// (<see cref="CreateQueueEngine"/>): io_uring or a thread pool, per <see cref="Engine"/>.
 /// </summary>
 public sealed class FileStorage : IBlockStorage
 {
-    private const int DirectAlignment = 512;
+    private const int DirectAlignment = FileOperationSlots.DirectAlignment;
     private readonly SafeFileHandle _buffered;
     private readonly SafeFileHandle? _direct;
 
     public long Capacity { get; }
     public bool ReadOnly { get; }
+    public bool Direct => _direct is not null;
     public bool SupportsDiscard => !ReadOnly;
     public string Description { get; }
+    /// <summary>The engine every queue gets: io_uring or threads (never Auto once constructed).</summary>
+    public StorageEngineKind Engine { get; }
 
-    public FileStorage(string path, bool readOnly, bool direct = false)
+    public FileStorage(string path, bool readOnly, bool direct = false, StorageEngineKind engine = StorageEngineKind.Auto)
     {
-        var access = readOnly ? FileAccess.Read : FileAccess.ReadWrite;
-        _buffered = File.OpenHandle(path, FileMode.Open, access, FileShare.ReadWrite);
-        if (direct) _direct = File.OpenHandle(path, FileMode.Open, access, FileShare.ReadWrite, (FileOptions)0x4000 /* O_DIRECT */);
-        Capacity = RandomAccess.GetLength(_buffered);
+        Engine = StorageEngines.Resolve(engine);
+        _buffered = FileIo.Open(path, readOnly, direct: false);
+        try
+        {
+            if (direct) _direct = FileIo.Open(path, readOnly, direct: true);
+            Capacity = FileDescriptors.SizeOf(_buffered);
+        }
+        catch
+        {
+            _buffered.Dispose();
+            throw;
+        }
         ReadOnly = readOnly;
-        Description = $"file {path}{(direct ? " (O_DIRECT)" : "")}{(readOnly ? " read-only" : "")}";
+        Description = $"file {path}{(direct ? " (O_DIRECT)" : "")}{(readOnly ? " read-only" : "")}, aio={StorageEngines.Name(Engine)}";
+    }
+
+    /// <summary>A queue's engine over this file's descriptors, which stay open until the storage is disposed.</summary>
+    public IBlockQueueEngine CreateQueueEngine(int depth)
+    {
+        int buffered = (int)_buffered.DangerousGetHandle();
+        int direct = _direct is null ? -1 : (int)_direct.DangerousGetHandle();
+        if (Engine == StorageEngineKind.IoUring)
+            return IoUringEngine.TryCreate(depth, buffered, direct, out int errno)
+                ?? throw new IOException($"io_uring_setup failed: errno {errno}", errno);
+        return new ThreadPoolEngine(depth, buffered, direct);
     }
 
     private SafeFileHandle HandleFor(ReadOnlySpan<byte> buffer, long offset)
@@ -66,9 +90,6 @@ public sealed class FileStorage : IBlockStorage
             done += n;
         }
     }
-
-    /// <summary>The synchronous adapter for now: each request runs on the queue's thread.</summary>
-    public IBlockQueueEngine CreateQueueEngine(int depth) => new SynchronousQueueEngine(this, depth);
 
     public void Dispose()
     {

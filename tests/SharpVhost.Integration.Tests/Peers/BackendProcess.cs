@@ -26,8 +26,8 @@ public sealed class BackendProcess : IRunningBackend
 
     public string Name { get; }
 
-    /// <summary>The process id (under systemd-socket-activate, which execs it, the backend's own).</summary>
-    public int Pid => _process.Id;
+    /// <summary>The program's process id (for /proc checks at the system-call boundary; under systemd-socket-activate, which execs it, the backend's own).</summary>
+    public int ProcessId => _process.Id;
 
     public string Log
     {

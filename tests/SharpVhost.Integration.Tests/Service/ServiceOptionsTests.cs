@@ -20,7 +20,7 @@ public sealed class ServiceOptionsTests
         var backend = await BackendProcess.StartAsync("modes", program,
             [.. prefix, "blk", "--socket-path", socket, "--ram", "1M", "--socket-mode", "0640", "--socket-group", "daemon", "--pidfile", pidFile],
             [socket], temp.Path);
-        int pid = backend.Pid;
+        int pid = backend.ProcessId;
         try
         {
             // stat(1) reads what the kernel holds: the bits and the group were set on the inode.
@@ -46,7 +46,7 @@ public sealed class ServiceOptionsTests
         var (program, prefix) = SharpVhostCli.Command();
         await using var backend = await BackendProcess.StartAsync("hup", program,
             [.. prefix, "blk", "--socket-path", socket, "--ram", "1M"], [socket], temp.Path);
-        Signals.Hangup(backend.Pid);
+        Signals.Hangup(backend.ProcessId);
         var watch = Stopwatch.StartNew();
         while (!backend.Log.Contains("SIGHUP") && backend.ExitCode is null && watch.Elapsed < TimeSpan.FromSeconds(30)) await Task.Delay(20);
         Assert.Contains("SIGHUP", backend.Log);

@@ -38,12 +38,12 @@ public sealed class SystemdActivationTests
         using var client = BlockClient.Connect(socket, new BlockClientOptions { BufferBytes = 1 << 20 });
         var ready = await notify.ReceiveAsync(Patience);
         Assert.Equal("1", ready.GetValueOrDefault("READY"));
-        Assert.Equal(backend.Pid.ToString(), ready.GetValueOrDefault("MAINPID")); // exec'd: the same process
+        Assert.Equal(backend.ProcessId.ToString(), ready.GetValueOrDefault("MAINPID")); // exec'd: the same process
         Assert.Contains("disk0", ready.GetValueOrDefault("STATUS")); // LISTEN_FDNAMES named the socket
 
         // At the kernel: fd 3 is the passed socket and the backend marked it close-on-exec.
-        Assert.StartsWith("socket:", File.ResolveLinkTarget($"/proc/{backend.Pid}/fd/3", false)!.Name);
-        Assert.True((FdInfoFlags(backend.Pid, 3) & OCloexec) != 0, "the passed socket is not FD_CLOEXEC");
+        Assert.StartsWith("socket:", File.ResolveLinkTarget($"/proc/{backend.ProcessId}/fd/3", false)!.Name);
+        Assert.True((FdInfoFlags(backend.ProcessId, 3) & OCloexec) != 0, "the passed socket is not FD_CLOEXEC");
 
         var buffer = client.AllocateBuffer(4096);
         await client.ReadAsync(8192, buffer);
@@ -70,7 +70,7 @@ public sealed class SystemdActivationTests
         Assert.Contains("port left:", backend.Log);
         Assert.Contains("port right:", backend.Log);
         foreach (int fd in new[] { 3, 4 })
-            Assert.StartsWith("socket:", File.ResolveLinkTarget($"/proc/{backend.Pid}/fd/{fd}", false)!.Name);
+            Assert.StartsWith("socket:", File.ResolveLinkTarget($"/proc/{backend.ProcessId}/fd/{fd}", false)!.Name);
     }
 
     [Fact]
