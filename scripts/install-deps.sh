@@ -2,7 +2,7 @@
 # Installs the Debian packages the tests and benchmarks use: QEMU with a Linux guest kernel,
 # busybox for the guest's initramfs, Spin for mmcheck's cross-check, DPDK for the net peers, AFL++
 # for the bounded fuzz runs, fio for the storage benchmark's limit, clang and zlib1g-dev for the
-# NativeAOT publish.
+# NativeAOT publish, systemd's socket-activation and unit tools.
 # Idempotent: installs only what is missing, and runs `apt-get update` at most once.
 set -euo pipefail
 need=()
@@ -25,6 +25,9 @@ command -v clang >/dev/null || need+=(clang)
 [[ -e /usr/include/zlib.h ]] || need+=(zlib1g-dev)
 # The Debian package (scripts/package.sh deb) and its install test.
 command -v dpkg-deb >/dev/null || need+=(dpkg)
+# systemd's tools without systemd running: socket activation and unit checks (tests/.../Service, Packaging).
+command -v systemd-socket-activate >/dev/null || need+=(systemd)
+command -v systemd-analyze >/dev/null || need+=(systemd)
 # The storage benchmark's limit: fio on the same image with the same engine and depth.
 command -v fio >/dev/null || need+=(fio)
 # Bounded fuzz runs (fuzz/run.sh, the integration tests' Fuzz folder).

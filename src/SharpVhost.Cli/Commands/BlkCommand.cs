@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Microsoft.Extensions.Logging;
+using SharpVhost.Cli.Service;
 using SharpVhost.Devices.Block;
 using SharpVhost.VhostUser.Backend;
 using SharpVhost.Virtio;
@@ -11,7 +12,7 @@ internal static class BlkCommand
 {
     public static Command Create()
     {
-        var socketPath = new Option<string?>("--socket-path") { Description = "Listen on this Unix socket path (a stale socket file is replaced)" };
+        var socketPath = new Option<string?>("--socket-path") { Description = "Listen on this Unix socket path (a stale socket file is replaced); with --client, connect to it" };
         var fd = new Option<int?>("--fd") { Description = "Serve an inherited socket fd (listening or connected) instead of a path" };
         var blkFile = new Option<string?>("--blk-file") { Description = "Raw image file to serve" };
         var ram = new Option<string?>("--ram") { Description = "Serve a RAM disk of this size instead of a file (e.g. 256M, 1G)" };
@@ -25,29 +26,34 @@ internal static class BlkCommand
         var ioDelayUs = new Option<double>("--io-delay-us") { Description = "The same latency in microseconds" };
         var aio = new Option<string>("--aio") { Description = "Storage engine for --blk-file: io_uring (the default where io_uring_setup works) or threads" };
         aio.AcceptOnlyFromAmong("io_uring", "threads");
-        var verbose = new Option<bool>("--verbose", "-v") { Description = "Debug logging" };
-        var caps = new Option<bool>("--print-capabilities") { Description = "Print the backend's capabilities as JSON and exit" };
         var command = new Command("blk", "Serve a block device over vhost-user (vhost-user-blk)")
         {
-            socketPath, fd, blkFile, ram, nullDisk, readOnly, direct, numQueues, serial, ioDelay, ioDelayUs, aio, verbose, caps,
+            socketPath, fd, blkFile, ram, nullDisk, readOnly, direct, numQueues, serial, ioDelay, ioDelayUs, aio,
         };
         backend.AddTo(command);
         command.SetAction(parse =>
         {
-            if (parse.GetValue(caps))
-            {
-                Console.WriteLine("""{"type":"block","features":["read-only","blk-file"]}""");
-                return 0;
-            }
             string? path = parse.GetValue(socketPath);
             int? inherited = parse.GetValue(fd);
-            if ((path is null) == (inherited is null)) return Fail("give exactly one of --socket-path and --fd");
+            var activated = SystemdSockets.Take();
+            var targets = BackendTarget.Resolve(path is null ? [] : [path], inherited is null ? [] : [inherited.Value],
+                parse.GetValue(backend.Client), activated, out var conflict);
+            if (targets is null) return Fail(conflict!);
+            if (targets.Count != 1) return Fail($"one block device serves one socket; systemd passed {targets.Count} (LISTEN_FDS)");
+            var target = targets[0];
             IBlockStorage storage;
+            SocketFileAccess? access;
+            LogLevel level;
             try
             {
-                storage = OpenStorage(parse.GetValue(blkFile), parse.GetValue(ram), parse.GetValue(nullDisk), parse.GetValue(readOnly), parse.GetValue(direct), ParseEngine(parse.GetValue(aio)));
+                level = backend.ReadLogLevel(parse);
+                access = backend.ReadSocketAccess(parse);
+                if (access is not null && !targets.All(t => t.CreatesSocketFile))
+                    throw new ArgumentException("--socket-mode and --socket-group apply to the socket file a listening --socket-path creates (under systemd: SocketMode=, SocketGroup=)");
+                if (path is null && inherited is null) SystemdSockets.Adopt(activated);
                 double delayUs = parse.GetValue(ioDelay) * 1000 + parse.GetValue(ioDelayUs);
                 if (delayUs < 0) return Fail("--io-delay-ms and --io-delay-us take a latency of zero or more");
+                storage = OpenStorage(parse.GetValue(blkFile), parse.GetValue(ram), parse.GetValue(nullDisk), parse.GetValue(readOnly), parse.GetValue(direct), ParseEngine(parse.GetValue(aio)));
                 if (delayUs > 0) storage = new DelayedStorage(storage, TimeSpan.FromMicroseconds(delayUs));
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or FormatException)
@@ -55,23 +61,19 @@ internal static class BlkCommand
                 return Fail(e.Message);
             }
             using var _ = storage;
-            using var logging = CliHost.CreateLogging(parse.GetValue(verbose));
+            using var logging = CliHost.CreateLogging(level);
             var log = logging.CreateLogger("blk");
             var device = new BlockDevice(storage, new BlockDeviceOptions { NumQueues = parse.GetValue(numQueues), Serial = parse.GetValue(serial)! });
             var server = new BackendServer(device, backend.Read(parse), log);
             log.LogInformation("serving {Storage}, {Queues} queue(s), {Metadata} metadata access", storage.Description, device.QueueCount, parse.GetValue(backend.Metadata));
-            using var cancel = CliHost.CancelOnSignals(out var signals);
-            using (signals)
+            try
             {
-                try
-                {
-                    if (path is not null) server.Run(path, cancel.Token);
-                    else server.Run(inherited!.Value, cancel.Token);
-                }
-                catch (IOException e)
-                {
-                    return Fail(e.Message);
-                }
+                using var service = ServiceLifetime.Start(1, parse.GetValue(backend.PidFile), log);
+                target.Serve(server, access, service.Token, () => service.TargetReady($"serving {storage.Description} on {target.Name}"));
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Net.Sockets.SocketException)
+            {
+                return Fail(e.Message);
             }
             log.LogInformation("stopped");
             return 0;

@@ -18,11 +18,14 @@ public sealed class BlockReconnectTests(ITestOutputHelper output)
     private const int BlockSize = 4096;
 
     [Theory]
-    [InlineData("direct", false)]
-    [InlineData("checked", false)]
-    [InlineData("direct", true)] // packed=on: recovery from the packed inflight region
-    [InlineData("checked", true)]
-    public async Task Writes_the_guest_saw_complete_survive_backend_crashes(string metadata, bool packed)
+    [InlineData("direct", false, false)]
+    [InlineData("checked", false, false)]
+    [InlineData("direct", true, false)] // packed=on: recovery from the packed inflight region
+    [InlineData("checked", true, false)]
+    // Client mode: QEMU listens (server=on, OVS dpdkvhostuserclient's and libvirt mode='server''s way)
+    // and each restarted backend connects to it with --client.
+    [InlineData("direct", false, true)]
+    public async Task Writes_the_guest_saw_complete_survive_backend_crashes(string metadata, bool packed, bool client = false)
     {
         using var temp = new TempDirectory();
         var image = temp.File("disk.img");
@@ -33,7 +36,12 @@ public sealed class BlockReconnectTests(ITestOutputHelper output)
         // five to ten found a request in flight, and all ten of a run sometimes missed.
         var backend = new SharpVhostBlockBackend(metadata, "--io-delay-ms", "100");
         var request = new BlockBackendRequest(socket, image, 1, temp.Path);
-        var server = (BackendProcess)await backend.StartAsync(request);
+        var (program, prefix) = SharpVhostCli.Command();
+        async Task<BackendProcess> StartBackend() => client
+            ? await BackendProcess.StartAsync("client-" + metadata, program,
+                [.. prefix, "blk", "--socket-path", socket, "--client", "--blk-file", image, "--metadata", metadata, "--io-delay-ms", "100"], [], temp.Path)
+            : (BackendProcess)await backend.StartAsync(request);
+        var server = await StartBackend();
         var logs = new StringBuilder();
 
         var kernel = GuestKernel.FindInstalled();
@@ -41,9 +49,10 @@ public sealed class BlockReconnectTests(ITestOutputHelper output)
         {
             Kernel = kernel,
             Initramfs = await InitramfsCache.GetAsync(Tools.GuestFile("blk-reconnect.sh"), kernel),
-            Name = "blk-reconnect-" + metadata + (packed ? "-packed" : ""),
+            Name = "blk-reconnect-" + metadata + (packed ? "-packed" : "") + (client ? "-client" : ""),
             WorkDirectory = temp.Path,
-            Devices = [new VhostUserBlockDevice(socket, 1) { ReconnectSeconds = 1, ExtraProperties = packed ? ["packed=on"] : [] }],
+            // A listening QEMU needs no reconnect=: it waits for the next backend on its socket.
+            Devices = [new VhostUserBlockDevice(socket, 1) { ReconnectSeconds = client ? null : 1, Server = client, ExtraProperties = packed ? ["packed=on"] : [] }],
             Parameters = new Dictionary<string, string> { ["BLOCKS"] = Blocks.ToString() },
             PeerLog = () => logs + server.Log,
             Timeout = TimeSpan.FromMinutes(6),
@@ -71,8 +80,8 @@ public sealed class BlockReconnectTests(ITestOutputHelper output)
                 await server.CrashAsync();
                 logs.Append(server.Log).AppendLine($"[test] ---- backend killed (cycle {cycles + 1}) ----");
                 await server.DisposeAsync();
-                File.Delete(socket); // the dead backend's socket file; the harness waits for the new one
-                server = (BackendProcess)await backend.StartAsync(request);
+                if (!client) File.Delete(socket); // the dead backend's socket file; the harness waits for the new one (QEMU's, in client mode)
+                server = await StartBackend();
                 cycles++;
             }
             var run = await guest;
