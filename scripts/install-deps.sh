@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and benchmarks use: QEMU with a Linux guest kernel,
 # busybox for the guest's initramfs, Spin for mmcheck's cross-check, DPDK for the net peers, AFL++
-# for the bounded fuzz runs, fio for the storage benchmark's limit, nbdkit and qemu-nbd for the NBD client.
+# for the bounded fuzz runs, fio for the storage benchmark's limit, clang and zlib1g-dev for the
+# NativeAOT publish, systemd's socket-activation and unit tools, nbdkit and qemu-nbd for the NBD client.
 # Idempotent: installs only what is missing, and runs `apt-get update` at most once.
 set -euo pipefail
 need=()
@@ -24,6 +25,14 @@ command -v qemu-nbd >/dev/null || need+=(qemu-utils)
 command -v nbdkit >/dev/null || need+=(nbdkit)
 # The system-call checks (what the kernel sees of a claim: scatter-gather sends, TCP_NODELAY).
 command -v strace >/dev/null || need+=(strace)
+# The NativeAOT publish of the backend (scripts/package.sh): clang links it, zlib1g-dev for libz.
+command -v clang >/dev/null || need+=(clang)
+[[ -e /usr/include/zlib.h ]] || need+=(zlib1g-dev)
+# The Debian package (scripts/package.sh deb) and its install test.
+command -v dpkg-deb >/dev/null || need+=(dpkg)
+# systemd's tools without systemd running: socket activation and unit checks (tests/.../Service, Packaging).
+command -v systemd-socket-activate >/dev/null || need+=(systemd)
+command -v systemd-analyze >/dev/null || need+=(systemd)
 # The storage benchmark's limit: fio on the same image with the same engine and depth.
 command -v fio >/dev/null || need+=(fio)
 # Bounded fuzz runs (fuzz/run.sh, the integration tests' Fuzz folder).

@@ -66,10 +66,18 @@ internal static unsafe partial class Libc
     [LibraryImport(Lib, EntryPoint = "lseek", SetLastError = true)]
     public static partial long Lseek(int fd, long offset, int whence);
 
+    [LibraryImport(Lib, EntryPoint = "chown", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int Chown(string path, int owner, int group);
+
+    // Returns libc's static struct group (name, passwd, gid, members): read at once, single-threaded start-up only.
+    [LibraryImport(Lib, EntryPoint = "getgrnam", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial nint Getgrnam(string name);
+
     [LibraryImport(Lib, EntryPoint = "fcntl", SetLastError = true)]
     public static partial int Fcntl(int fd, int cmd, int arg);
 
     public const int F_GETFL = 3, F_SETFL = 4, O_NONBLOCK = 0x800;
+    public const int F_GETFD = 1, F_SETFD = 2, FD_CLOEXEC = 1;
     public const int F_ADD_SEALS = 1033, F_GET_SEALS = 1034, F_SEAL_SEAL = 0x1, F_SEAL_SHRINK = 0x2;
 
     [LibraryImport(Lib, EntryPoint = "sched_setaffinity", SetLastError = true)]

@@ -17,7 +17,7 @@ public sealed class FootprintComparison : IComparison
         if (BlockComparison.Unavailable() is { } why) { result.Unavailable.Add(new UnavailableRow("all", why)); return; }
         result.Pinning = context.Cpus.Describe("our frontend (this process)", "backend");
         result.Notes.Add("idle: a frontend connected (memory shared, queue started), no I/O; busy: the largest sample during 4 KiB random reads at QD32; " +
-            "memfd mappings (the frontend's guest memory) are not counted. Ours runs under the JIT (.NET apphost).");
+            "memfd mappings (the frontend's guest memory) are not counted. Ours: " + context.Self.Kind + " (" + Path.GetFileName(context.Self.Program) + ").");
         const long bytes = 1L << 30;
         var rows = new RowBuilder("qemu-storage-daemon");
         int reps = Math.Max(context.Repetitions, context.Quick ? 1 : 5);

@@ -134,7 +134,7 @@ public sealed class StorageComparison : IComparison
             }
             fioRows.AddTo(result);
             engineRows.AddTo(result);
-            result.Notes.Add("Until the block device keeps several requests in flight per queue (issue 14's request lifetime), ours serves one request at a time per queue whatever --aio says; the 'engine alone' rows drive the engine directly at the same depth.");
+            result.Notes.Add("'engine alone' rows drive our engine directly at the same depth (no vhost-user, no guest ring): what the engine gives, apart from the device path.");
         }
         finally
         {

@@ -1,33 +1,34 @@
-using System.Reflection;
-
 namespace SharpVhost.Bench;
 
 /// <summary>
-/// How to start our own backend as a separate process: the <c>sharpvhost</c> executable that runs the
-/// benchmark (<see cref="Environment.ProcessPath"/>), or <c>dotnet sharpvhost.dll</c> when hosted by dotnet.
+/// How to start our own backend as a separate process: a program path (the NativeAOT binary, or the JIT
+/// CLI's apphost) or <c>dotnet sharpvhost.dll</c>. The bench is its own executable (issue 16): it never
+/// runs the backend in its own process, so what it measures is what ships.
 /// </summary>
 public sealed record SharpVhostCommand(string Program, IReadOnlyList<string> LeadingArgs)
 {
-    public static SharpVhostCommand FromCurrentProcess()
+    /// <summary>"NativeAOT" or "JIT": a managed apphost has its <c>.dll</c> beside it; a native binary has none.</summary>
+    public string Kind => LeadingArgs.Count > 0 || File.Exists(Path.ChangeExtension(Program, ".dll")) ? "JIT" : "NativeAOT";
+
+    /// <summary>A program given by path (an apphost or a native binary), or a <c>.dll</c> run by dotnet.</summary>
+    public static SharpVhostCommand FromProgram(string path)
     {
-        string path = Environment.ProcessPath ?? throw new InvalidOperationException("no process path");
-        if (Path.GetFileNameWithoutExtension(path) == "dotnet")
-        {
-            string entry = Assembly.GetEntryAssembly()?.Location ?? throw new InvalidOperationException("no entry assembly");
-            return new SharpVhostCommand(path, [entry]);
-        }
-        return new SharpVhostCommand(path, []);
+        string full = Path.GetFullPath(path);
+        if (!File.Exists(full)) throw new FileNotFoundException("no sharpvhost program there", full);
+        return full.EndsWith(".dll", StringComparison.Ordinal) ? new SharpVhostCommand(DotnetHost(), [full]) : new SharpVhostCommand(full, []);
     }
 
-    /// <summary>The CLI assembly next to <paramref name="directory"/>'s files (tests: the referenced CLI's output).</summary>
+    /// <summary>The CLI next to <paramref name="directory"/>'s files (tests and the bench: the referenced CLI's output).</summary>
     public static SharpVhostCommand FromDirectory(string directory)
     {
         string apphost = Path.Combine(directory, "sharpvhost");
         if (File.Exists(apphost)) return new SharpVhostCommand(apphost, []);
         string dll = Path.Combine(directory, "sharpvhost.dll");
         if (!File.Exists(dll)) throw new FileNotFoundException("sharpvhost is not built", dll);
-        return new SharpVhostCommand(Environment.ProcessPath is { } p && Path.GetFileNameWithoutExtension(p) == "dotnet" ? p : "dotnet", [dll]);
+        return new SharpVhostCommand(DotnetHost(), [dll]);
     }
+
+    private static string DotnetHost() => Environment.ProcessPath is { } p && Path.GetFileNameWithoutExtension(p) == "dotnet" ? p : "dotnet";
 
     public IEnumerable<string> Args(params string[] args) => LeadingArgs.Concat(args);
 

@@ -30,6 +30,7 @@ internal sealed class BlockRequestProcessor : IQueueProcessor, IDisposable
     private int _waitingHead, _waitingCount;
     private readonly BlockCompletion[] _completions = new BlockCompletion[64];
     private IoSegment[] _segments = new IoSegment[64];
+    private readonly byte[] _rangeScratch;
     private int _active;
     // The oldest generation an active slot holds, and how many active slots hold exactly that one.
     private long _minGeneration;
@@ -39,6 +40,7 @@ internal sealed class BlockRequestProcessor : IQueueProcessor, IDisposable
     {
         _parser = new BlockRequestParser(storage.Capacity, storage.ReadOnly, storage.SupportsDiscard, options, storage.SupportsWriteZeroes);
         _serial = serial;
+        _rangeScratch = new byte[_parser.MaxRangeBytes];
         _engine = storage.CreateQueueEngine(Math.Max(queueSize, 1));
         EnsureSlots(Math.Max(queueSize, 1));
     }
@@ -56,7 +58,7 @@ internal sealed class BlockRequestProcessor : IQueueProcessor, IDisposable
 
     private sealed class RequestSlot
     {
-        public readonly DescriptorChain Chain = new();
+        public readonly DescriptorChain Chain = new(16); // grows for longer chains
         public BlockRequest Request;
         public long Generation;
         public int Operations, Started, Done;
@@ -179,9 +181,14 @@ internal sealed class BlockRequestProcessor : IQueueProcessor, IDisposable
     /// <summary>Parses a popped chain and starts its operations (or answers it at once).</summary>
     private void Start(int index, RequestSlot slot, QueueCounters counters)
     {
-        if (slot.Ranges.Length < _parser.MaxRangeBytes) slot.Ranges = new byte[_parser.MaxRangeBytes]; // once per slot
-        var request = _parser.Parse(slot.Chain, slot.Ranges);
+        var request = _parser.Parse(slot.Chain, _rangeScratch);
         slot.Request = request;
+        if (request.Kind is BlockRequestKind.Discard or BlockRequestKind.WriteZeroes)
+        {
+            // The ranges outlive this pass: the slot keeps its own copy (allocated once, on its first such request).
+            if (slot.Ranges.Length < _rangeScratch.Length) slot.Ranges = new byte[_rangeScratch.Length];
+            _rangeScratch.AsSpan(0, request.Ranges * VirtioBlk.DiscardSegmentSize).CopyTo(slot.Ranges);
+        }
         switch (request.Kind)
         {
             case BlockRequestKind.Read:

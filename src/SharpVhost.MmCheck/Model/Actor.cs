@@ -48,6 +48,10 @@ public abstract class Actor
     /// </summary>
     public virtual bool InDirtyWindow(in StateVector s) => false;
 
+    /// <summary>Whether this actor has a dirty window at all (overrides <see cref="InDirtyWindow"/>); said
+    /// outright rather than found by reflection, so the NativeAOT build needs no method metadata.</summary>
+    public virtual bool HasDirtyWindow => false;
+
     protected int Pc(Exec x) => x.Get(Me.Pc);
 
     /// <summary>Moves to program counter <paramref name="pc"/> after doing a step named <paramref name="label"/>.</summary>

@@ -10,6 +10,11 @@ public sealed class Kernel
     public const int Pages = 3;
 
     public readonly Layout Layout = new();
+
+    /// <summary>The backend's own memory (only the in-flight scenarios use it: created by the first actor that asks).</summary>
+    public BackendMemory Backend => _backend ??= new BackendMemory(Layout);
+    private BackendMemory? _backend;
+    public bool HasBackend => _backend is not null;
     public readonly PageKind Kind;
     public readonly Fixes Fixes;
     public readonly int[] Ref = new int[Pages], Pin = new int[Pages], Flags = new int[Pages];
@@ -59,6 +64,7 @@ public sealed class Kernel
     /// <summary>The initial state: page 0 is mapped at the ring address; ext4 pages start clean and read-only.</summary>
     public void Init(ref StateVector s)
     {
+        _backend?.Init(ref s);
         var f = PageFlags.Allocated;
         if (Kind.IsFile()) f |= PageFlags.InCache;
         if (Kind == PageKind.Ext4) f |= PageFlags.Buffers;

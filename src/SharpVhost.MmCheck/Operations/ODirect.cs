@@ -9,6 +9,7 @@ namespace SharpVhost.MmCheck.Operations;
 public sealed class ODirect(Kernel k, string name) : Actor(k, name)
 {
     public override bool InDirtyWindow(in StateVector s) => s[Me.Pc] is >= 2 and <= 4;
+    public override bool HasDirtyWindow => true;
 
     public override bool Step(Exec x)
     {

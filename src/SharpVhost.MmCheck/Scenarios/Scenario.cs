@@ -5,10 +5,10 @@ using SharpVhost.MmCheck.Strategies;
 namespace SharpVhost.MmCheck.Scenarios;
 
 /// <summary>The worker's way of reaching the used ring.</summary>
-public enum Strategy { CopyUser, GupLongterm, NotifierDirtyAfterRound, MergedV53, IntervalNotifier, PinLongterm }
+public enum Strategy { CopyUser, GupLongterm, NotifierDirtyAfterRound, MergedV53, IntervalNotifier, PinLongterm, BackendSections, BackendPins }
 
 /// <summary>A concurrent kernel operation on the ring page.</summary>
-public enum OperationKind { Writeback, Reclaim, Migration, Munmap, Speculative, ODirect, OomReaper, SetVringAddr }
+public enum OperationKind { Writeback, Reclaim, Migration, Munmap, Speculative, ODirect, OomReaper, SetVringAddr, RemMemReg }
 
 public sealed record OperationSpec(OperationKind Kind, int Passes = 1);
 
@@ -39,6 +39,16 @@ public sealed record Scenario
         ("pin-longterm", Strategy.PinLongterm),
     ];
 
+    /// <summary>
+    /// Our own backend's rule for asynchronous requests (not the kernel's ring access, so not in the
+    /// matrix): a grace period over read sections only, or over sections and in-flight pins.
+    /// </summary>
+    public static readonly (string Name, Strategy Value)[] BackendStrategyNames =
+    [
+        ("backend-sections", Strategy.BackendSections),
+        ("backend-pins", Strategy.BackendPins),
+    ];
+
     public static readonly (string Name, OperationKind Value)[] OperationNames =
     [
         ("writeback", OperationKind.Writeback),
@@ -49,9 +59,10 @@ public sealed record Scenario
         ("odirect", OperationKind.ODirect),
         ("oom-reaper", OperationKind.OomReaper),
         ("set-vring-addr", OperationKind.SetVringAddr),
+        ("rem-mem-reg", OperationKind.RemMemReg),
     ];
 
-    public static string NameOf(Strategy s) => StrategyNames.First(n => n.Value == s).Name;
+    public static string NameOf(Strategy s) => StrategyNames.Concat(BackendStrategyNames).First(n => n.Value == s).Name;
 
     public static string NameOf(OperationKind o) => OperationNames.First(n => n.Value == o).Name;
 
@@ -70,6 +81,8 @@ public sealed record Scenario
             Strategy.NotifierDirtyAfterRound => new NotifierDirtyAfterRound(k, "worker", Rounds),
             Strategy.MergedV53 => new MergedRcu(k, "worker", Rounds, Guard),
             Strategy.IntervalNotifier => new IntervalNotifier(k, "worker", Rounds),
+            Strategy.BackendSections => new AsyncBackendWorker(k, "worker", pins: false),
+            Strategy.BackendPins => new AsyncBackendWorker(k, "worker", pins: true),
             _ => throw new ArgumentOutOfRangeException(nameof(Strategy)),
         };
         k.Subscriber = worker as INotifierSubscriber;
@@ -89,6 +102,7 @@ public sealed record Scenario
                 OperationKind.ODirect => new ODirect(k, name),
                 OperationKind.OomReaper => new OomReaper(k, name),
                 OperationKind.SetVringAddr => new SetVringAddr(k, name),
+                OperationKind.RemMemReg => new RemMemReg(k, name),
                 _ => throw new ArgumentOutOfRangeException(nameof(op)),
             });
         }

@@ -55,8 +55,9 @@ public static class ScenarioParser
                 return s with { Name = value };
             case "strategy":
             {
-                var m = Scenario.StrategyNames.Where(n => n.Name == value).ToList();
-                if (m.Count == 0) throw new ScenarioException($"{where}: unknown strategy '{value}' (one of {string.Join(", ", Scenario.StrategyNames.Select(n => n.Name))})");
+                var all = Scenario.StrategyNames.Concat(Scenario.BackendStrategyNames).ToList();
+                var m = all.Where(n => n.Name == value).ToList();
+                if (m.Count == 0) throw new ScenarioException($"{where}: unknown strategy '{value}' (one of {string.Join(", ", all.Select(n => n.Name))})");
                 return s with { Strategy = m[0].Value };
             }
             case "page":

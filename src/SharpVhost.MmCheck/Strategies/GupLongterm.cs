@@ -69,5 +69,7 @@ public sealed class GupLongterm(Kernel k, string name, int rounds, bool modern) 
 
     public override bool InDirtyWindow(in StateVector s) => s[Me.Pc] is >= 1 and <= 3;
 
+    public override bool HasDirtyWindow => true;
+
     private bool LockOrBlock(Exec x) => K.TryLockPage(x, x.Get(Me.Page));
 }

@@ -35,7 +35,7 @@ public static class MmCheckTool
         for (int i = 0; i < m.Actors.Count; i++)
         {
             var a = m.Actors[i];
-            if (a.GetType().GetMethod(nameof(Model.Actor.InDirtyWindow))?.DeclaringType == typeof(Model.Actor)) continue;
+            if (!a.HasDirtyWindow) continue;
             var w = WindowSearch.Measure(m, i);
             if (w is null) { sb.AppendLine($"window of {a.Name}: no rule can be broken"); continue; }
             sb.AppendLine($"window of {a.Name}: at least {w.ForeignSteps} steps of other CPUs must run while {a.Name} holds its pin and has not yet dirtied the page ({w.OwnWindowSteps} of its own steps there on that path):");

@@ -23,7 +23,10 @@ public sealed class BlockReconnectTests(ITestOutputHelper output)
     [InlineData("direct", true, false)] // packed=on: recovery from the packed inflight region
     [InlineData("checked", true, false)]
     [InlineData("direct", false, true)] // the disk on an NBD server (nbdkit, its delay filter) that outlives the backend
-    public async Task Writes_the_guest_saw_complete_survive_backend_crashes(string metadata, bool packed, bool nbd)
+    // Client mode: QEMU listens (server=on, OVS dpdkvhostuserclient's and libvirt mode='server''s way)
+    // and each restarted backend connects to it with --client.
+    [InlineData("direct", false, false, true)]
+    public async Task Writes_the_guest_saw_complete_survive_backend_crashes(string metadata, bool packed, bool nbd, bool client = false)
     {
         using var temp = new TempDirectory();
         var image = temp.File("disk.img");
@@ -39,7 +42,12 @@ public sealed class BlockReconnectTests(ITestOutputHelper output)
             ? new SharpVhostNbdBlockBackend(NbdServers.UriFor(temp.File("nbd.sock")), "--metadata", metadata)
             : new SharpVhostBlockBackend(metadata, "--io-delay-ms", "100");
         var request = new BlockBackendRequest(socket, image, 1, temp.Path);
-        var server = (BackendProcess)await backend.StartAsync(request);
+        var (program, prefix) = SharpVhostCli.Command();
+        async Task<BackendProcess> StartBackend() => client
+            ? await BackendProcess.StartAsync("client-" + metadata, program,
+                [.. prefix, "blk", "--socket-path", socket, "--client", "--blk-file", image, "--metadata", metadata, "--io-delay-ms", "100"], [], temp.Path)
+            : (BackendProcess)await backend.StartAsync(request);
+        var server = await StartBackend();
         var logs = new StringBuilder();
 
         var kernel = GuestKernel.FindInstalled();
@@ -47,9 +55,10 @@ public sealed class BlockReconnectTests(ITestOutputHelper output)
         {
             Kernel = kernel,
             Initramfs = await InitramfsCache.GetAsync(Tools.GuestFile("blk-reconnect.sh"), kernel),
-            Name = "blk-reconnect-" + metadata + (packed ? "-packed" : "") + (nbd ? "-nbd" : ""),
+            Name = "blk-reconnect-" + metadata + (packed ? "-packed" : "") + (nbd ? "-nbd" : "") + (client ? "-client" : ""),
             WorkDirectory = temp.Path,
-            Devices = [new VhostUserBlockDevice(socket, 1) { ReconnectSeconds = 1, ExtraProperties = packed ? ["packed=on"] : [] }],
+            // A listening QEMU needs no reconnect=: it waits for the next backend on its socket.
+            Devices = [new VhostUserBlockDevice(socket, 1) { ReconnectSeconds = client ? null : 1, Server = client, ExtraProperties = packed ? ["packed=on"] : [] }],
             Parameters = new Dictionary<string, string> { ["BLOCKS"] = Blocks.ToString() },
             PeerLog = () => logs + server.Log,
             Timeout = TimeSpan.FromMinutes(6),
@@ -77,8 +86,8 @@ public sealed class BlockReconnectTests(ITestOutputHelper output)
                 await server.CrashAsync();
                 logs.Append(server.Log).AppendLine($"[test] ---- backend killed (cycle {cycles + 1}) ----");
                 await server.DisposeAsync();
-                File.Delete(socket); // the dead backend's socket file; the harness waits for the new one
-                server = (BackendProcess)await backend.StartAsync(request);
+                if (!client) File.Delete(socket); // the dead backend's socket file; the harness waits for the new one (QEMU's, in client mode)
+                server = await StartBackend();
                 cycles++;
             }
             var run = await guest;

@@ -12,11 +12,17 @@ public abstract record VhostUserDevice(string SocketPath)
     /// </summary>
     public int? ReconnectSeconds { get; init; }
 
+    /// <summary>
+    /// If set, QEMU listens on the socket (chardev server=on, waiting for the backend before the guest
+    /// starts) and the backend connects to it: libvirt's mode='server', the backend's --client.
+    /// </summary>
+    public bool Server { get; init; }
+
     /// <summary>QEMU arguments for this device; <paramref name="index"/> makes the ids unique.</summary>
     public abstract IEnumerable<string> QemuArguments(int index);
 
     protected string Chardev(string id) =>
-        $"socket,id={id},path={SocketPath}" + (ReconnectSeconds is { } seconds ? $",reconnect={seconds}" : "");
+        $"socket,id={id},path={SocketPath}" + (ReconnectSeconds is { } seconds ? $",reconnect={seconds}" : "") + (Server ? ",server=on,wait=on" : "");
 
     protected string DeviceProperties(string baseProperties) =>
         ExtraProperties.Count == 0 ? baseProperties : baseProperties + "," + string.Join(",", ExtraProperties);

@@ -26,7 +26,7 @@ public sealed class BackendProcess : IRunningBackend
 
     public string Name { get; }
 
-    /// <summary>The program's process id (for /proc checks at the system-call boundary).</summary>
+    /// <summary>The program's process id (for /proc checks at the system-call boundary; under systemd-socket-activate, which execs it, the backend's own).</summary>
     public int ProcessId => _process.Id;
 
     public string Log
@@ -35,7 +35,9 @@ public sealed class BackendProcess : IRunningBackend
     }
 
     /// <summary>Exit code after dispose (or after the process ended by itself).</summary>
-    public int? ExitCode => _process.HasExited ? _process.ExitCode : null;
+    public int? ExitCode => _exitCode ?? (_process.HasExited ? _process.ExitCode : null);
+
+    private int? _exitCode;
 
     /// <summary>
     /// Starts <paramref name="program"/> and waits until every path in
@@ -44,7 +46,8 @@ public sealed class BackendProcess : IRunningBackend
     /// </summary>
     public static async Task<BackendProcess> StartAsync(
         string name, string program, IEnumerable<string> arguments, IReadOnlyList<string> socketPaths,
-        string logDirectory, TimeSpan? readyTimeout = null, bool keepStdinOpen = false)
+        string logDirectory, TimeSpan? readyTimeout = null, bool keepStdinOpen = false,
+        IReadOnlyDictionary<string, string>? environment = null)
     {
         var start = new ProcessStartInfo(program)
         {
@@ -55,6 +58,7 @@ public sealed class BackendProcess : IRunningBackend
             UseShellExecute = false,
         };
         foreach (var arg in arguments) start.ArgumentList.Add(arg);
+        foreach (var (key, value) in environment ?? new Dictionary<string, string>()) start.Environment[key] = value;
         var process = new Process { StartInfo = start };
         var backend = new BackendProcess(name, process, Path.Combine(logDirectory, name + ".log"));
         backend.Append("[harness] " + program + " " + string.Join(" ", start.ArgumentList));
@@ -120,6 +124,7 @@ public sealed class BackendProcess : IRunningBackend
         }
         catch (InvalidOperationException) { } // never started
         try { File.WriteAllText(_logPath, Log); } catch (IOException) { }
+        try { if (_process.HasExited) _exitCode = _process.ExitCode; } catch (InvalidOperationException) { }
         _process.Dispose();
     }
 }

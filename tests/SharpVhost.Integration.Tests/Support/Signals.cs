@@ -8,9 +8,12 @@ namespace SharpVhost.Integration.Tests.Support;
 /// </summary>
 public static partial class Signals
 {
-    private const int SigTerm = 15;
+    private const int SigTerm = 15, SigHup = 1;
 
     public static void Terminate(int pid) => _ = Kill(pid, SigTerm);
+
+    /// <summary>SIGHUP: what systemctl reload and a closed terminal send; a backend must survive it.</summary>
+    public static void Hangup(int pid) => _ = Kill(pid, SigHup);
 
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static partial int Kill(int pid, int signal);

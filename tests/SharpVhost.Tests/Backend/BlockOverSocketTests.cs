@@ -16,7 +16,9 @@ public class BlockOverSocketTests
     public static TheoryData<string, int, MetadataAccess, bool> Configurations()
     {
         var data = new TheoryData<string, int, MetadataAccess, bool>();
-        foreach (var storage in new[] { "ram", "file" })
+        // "delayed": an asynchronous engine completing each operation 1 ms after submission, on a timer
+        // thread, in whatever order the timers fire: requests overlap and complete out of order.
+        foreach (var storage in new[] { "ram", "file", "delayed" })
             foreach (int queues in new[] { 1, 2 })
                 foreach (var access in new[] { MetadataAccess.Direct, MetadataAccess.Checked })
                     foreach (bool packed in new[] { false, true })
@@ -27,6 +29,7 @@ public class BlockOverSocketTests
     private static IBlockStorage CreateStorage(string kind, string dir, long capacity, bool readOnly = false)
     {
         if (kind == "ram") return new RamStorage(capacity);
+        if (kind == "delayed") return new Block.EngineStorage(capacity, (ram, depth) => new Block.DelayedEngine(ram, depth, TimeSpan.FromMilliseconds(1)));
         string path = Path.Combine(dir, "disk.img");
         using (var f = File.Create(path)) f.SetLength(capacity);
         return new FileStorage(path, readOnly);

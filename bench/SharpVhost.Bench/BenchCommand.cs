@@ -1,18 +1,18 @@
 using System.CommandLine;
 using System.Globalization;
-using SharpVhost.Bench;
 using SharpVhost.Bench.Report;
 using Spectre.Console;
 
-namespace SharpVhost.Cli.Commands;
+namespace SharpVhost.Bench;
 
 /// <summary>
-/// <c>sharpvhost bench</c>: the side-by-side benchmarks against qemu-storage-daemon, DPDK and the
-/// hardware floor (issue 7). Prints a table of medians, ratios and targets; marks the ones that fall short.
+/// <c>sharpvhost-bench</c> (run as <c>./sharpvhost bench</c>): the side-by-side benchmarks against
+/// qemu-storage-daemon, DPDK and the hardware floor (issue 7). Prints a table of medians, ratios and
+/// targets; marks the ones that fall short. Our backend runs as a separate program, <c>--sharpvhost</c>.
 /// </summary>
 internal static class BenchCommand
 {
-    public static Command Create()
+    public static RootCommand Create()
     {
         var quick = new Option<bool>("--quick") { Description = "Smoke run: one short repetition of every comparison" };
         var json = new Option<string?>("--json") { Description = "Write the full report (every sample, the machine, the peers' versions) as JSON" };
@@ -21,9 +21,10 @@ internal static class BenchCommand
         var markdown = new Option<string?>("--markdown") { Description = "Write the table as Markdown (for docs/benchmarks.md)" };
         var repetitions = new Option<int?>("--repetitions") { Description = "Repetitions per comparison (default 5, 1 with --quick)" };
         var seconds = new Option<double?>("--seconds") { Description = "Seconds per measurement (default 1, 0.2 with --quick)" };
-        var command = new Command("bench", "Benchmark SharpVhost side by side with qemu-storage-daemon, DPDK testpmd and the hardware floor")
+        var backend = new Option<string?>("--sharpvhost") { Description = "The backend program to measure (the NativeAOT binary or the JIT CLI; default: sharpvhost next to this program)" };
+        var command = new RootCommand("Benchmark SharpVhost side by side with qemu-storage-daemon, DPDK testpmd and the hardware floor")
         {
-            quick, json, only, chart, markdown, repetitions, seconds,
+            quick, json, only, chart, markdown, repetitions, seconds, backend,
         };
         command.SetAction(parse =>
         {
@@ -36,7 +37,9 @@ internal static class BenchCommand
                 Console.Error.WriteLine($"sharpvhost bench: no comparison matches '{options.Only}'");
                 return 2;
             }
-            var report = BenchRunner.Run(options, SharpVhostCommand.FromCurrentProcess(), message => Console.Error.WriteLine(message));
+            var self = parse.GetValue(backend) is { } program ? SharpVhostCommand.FromProgram(program) : SharpVhostCommand.FromDirectory(AppContext.BaseDirectory);
+            Console.Error.WriteLine($"sharpvhost-bench: measuring {string.Join(' ', self.Args().Prepend(self.Program))} ({self.Kind})");
+            var report = BenchRunner.Run(options, self, message => Console.Error.WriteLine(message));
             Print(report);
             if (parse.GetValue(json) is { } jsonPath) { BenchJson.Write(report, jsonPath); AnsiConsole.MarkupLine($"report written to [blue]{Markup.Escape(jsonPath)}[/]"); }
             if (parse.GetValue(markdown) is { } mdPath) { File.WriteAllText(mdPath, BenchMarkdown.Write(report)); AnsiConsole.MarkupLine($"table written to [blue]{Markup.Escape(mdPath)}[/]"); }

@@ -1,0 +1,3 @@
+using SharpVhost.Bench;
+
+return BenchCommand.Create().Parse(args).Invoke();
