@@ -36,6 +36,7 @@ public static class NbdServers
             }
             catch (System.Net.Sockets.SocketException) when (DateTime.UtcNow < deadline)
             {
+                if (server.ExitCode is { } code) throw new InvalidOperationException($"{server.Name} exited ({code}) before accepting:\n{server.Log}");
                 await Task.Delay(20);
             }
         }

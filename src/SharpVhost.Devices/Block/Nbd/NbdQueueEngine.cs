@@ -365,6 +365,7 @@ public sealed class NbdQueueEngine : IBlockQueueEngine
     private void Drop(Socket socket, string reason, bool protocolFailure)
     {
         int failed = 0, kept = 0;
+        List<Slot>? failing = null; // completed after the log line, so that a caller who sees the EIO can read why
         lock (_lock)
         {
             if (_socket != socket) return; // already dropped
@@ -380,7 +381,7 @@ public sealed class NbdQueueEngine : IBlockQueueEngine
             {
                 if (slot.State != Sent) continue;
                 if (keep) { slot.State = Queued; slot.Deadline = deadline; _toSend.Enqueue(slot); kept++; }
-                else { CompleteLocked(slot, -StreamSocketIo.EIO); failed++; }
+                else { (failing ??= []).Add(slot); failed++; }
             }
             for (int i = 0; i < waiting; i++) _toSend.Enqueue(_toSend.Dequeue());
             if (protocolFailure) ProtocolFailures++;
@@ -391,6 +392,8 @@ public sealed class NbdQueueEngine : IBlockQueueEngine
             else _log.LogWarning("nbd {Uri}: connection lost: {Reason}; {Failed} request(s) failed, {Kept} wait up to {Delay} s for a reconnect",
                 _connector.Uri, reason, failed, kept, _options.ReconnectDelay.TotalSeconds);
         }
+        if (failing is not null)
+            lock (_lock) foreach (var slot in failing) CompleteLocked(slot, -StreamSocketIo.EIO);
         try { socket.Shutdown(SocketShutdown.Both); } catch (SocketException) { } catch (ObjectDisposedException) { }
         lock (_sendLock) socket.Dispose();
     }
