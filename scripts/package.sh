@@ -57,16 +57,13 @@ deb() {
   local tree="$build/deb-root"
   rm -rf "$tree" "$out"; mkdir -p "$tree/DEBIAN" "$tree/usr/bin" "$tree/usr/share/man/man1" "$tree/usr/share/doc/sharpvhost" "$out"
   install -m 0755 "$build/aot/sharpvhost" "$tree/usr/bin/sharpvhost"
-  # QEMU's backend program names: one binary dispatching on its name, once it does (issue 16, item 3).
-  local probe; probe="$(mktemp -d)"
-  ln -s "$build/aot/sharpvhost" "$probe/sharpvhost-blk"
-  if "$probe/sharpvhost-blk" --print-capabilities 2>/dev/null | grep -q '"type"'; then
-    ln -s sharpvhost "$tree/usr/bin/sharpvhost-blk"
-    ln -s sharpvhost "$tree/usr/bin/sharpvhost-net"
-  else
-    echo "package: the binary does not dispatch on its name yet: no sharpvhost-blk/-net in the package" >&2
-  fi
-  rm -rf "$probe"
+  # QEMU's backend program names: one binary dispatching on its name. The descriptors and the units
+  # name /usr/libexec/sharpvhost-{blk,net}; /usr/bin has the same names for people.
+  mkdir -p "$tree/usr/libexec"
+  for kind in blk net; do
+    ln -s sharpvhost "$tree/usr/bin/sharpvhost-$kind"
+    ln -s ../bin/sharpvhost "$tree/usr/libexec/sharpvhost-$kind"
+  done
   # Descriptors QEMU and libvirt discover, and the systemd units, when the repository has them.
   if compgen -G "packaging/qemu/*.json" >/dev/null; then
     mkdir -p "$tree/usr/share/qemu/vhost-user"
