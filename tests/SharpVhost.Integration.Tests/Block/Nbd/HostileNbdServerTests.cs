@@ -13,6 +13,7 @@ namespace SharpVhost.Integration.Tests.Block.Nbd;
 /// connection's first read badly. The client must fail that request with EIO, say in its log why it
 /// dropped the connection, and serve the next request on a new connection (which behaves).
 /// </summary>
+[Collection("nbd servers")] // one at a time: nbdkit was seen ending on SIGTERM within 50 ms of its start while another NBD class ran beside it
 public sealed class HostileNbdServerTests
 {
     private const long ExportSize = 1 << 20;

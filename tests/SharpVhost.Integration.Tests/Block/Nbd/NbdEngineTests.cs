@@ -12,6 +12,7 @@ namespace SharpVhost.Integration.Tests.Block.Nbd;
 /// handshake, many requests in flight through scattered segments, holes, qcow2 checked by qemu-img,
 /// injected errors, and a server killed during I/O. Fails, never skips, without the servers.
 /// </summary>
+[Collection("nbd servers")] // one at a time: nbdkit was seen ending on SIGTERM within 50 ms of its start while another NBD class ran beside it
 public sealed class NbdEngineTests
 {
     private const int Mib = 1 << 20;

@@ -11,6 +11,7 @@ namespace SharpVhost.Integration.Tests.Block.Nbd;
 /// nbdkit failing every write (the guest sees those fail and nothing else), and nbdkit killed and
 /// started again while the guest writes.
 /// </summary>
+[Collection("nbd servers")] // one at a time: nbdkit was seen ending on SIGTERM within 50 ms of its start while another NBD class ran beside it
 public sealed class NbdGuestTests
 {
     [Fact]

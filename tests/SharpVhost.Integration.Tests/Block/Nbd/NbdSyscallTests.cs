@@ -13,6 +13,7 @@ namespace SharpVhost.Integration.Tests.Block.Nbd;
 /// and the guest's data in one sendmsg of two iovecs, and the read's data received by one recvmsg of the
 /// guest buffer's whole length (straight into guest memory, no bounce buffer).
 /// </summary>
+[Collection("nbd servers")] // one at a time: nbdkit was seen ending on SIGTERM within 50 ms of its start while another NBD class ran beside it
 public sealed partial class NbdSyscallTests
 {
     [Fact]
