@@ -27,8 +27,19 @@ public static class NbdServers
     {
         for (int attempt = 1; ; attempt++)
         {
-            try { return await start(); }
-            catch (InvalidOperationException e) when (attempt < 3 && e.Message.Contains(" exited (", StringComparison.Ordinal))
+            try
+            {
+                var server = await start();
+                // The deaths come within ~50 ms of the start, sometimes after the first accept (CI saw a
+                // backend refused on a socket whose server had just gone): a server still up a moment
+                // after it accepted is past that window.
+                await Task.Delay(300);
+                if (server.ExitCode is not { } code) return server;
+                string log = server.Log;
+                await server.DisposeAsync();
+                throw new InvalidOperationException($"{server.Name} exited ({code}) just after accepting:\n{log}");
+            }
+            catch (InvalidOperationException e) when (attempt < 4 && e.Message.Contains(" exited (", StringComparison.Ordinal))
             {
                 Console.Error.WriteLine($"[harness] NBD server ended at start, starting it again: {e.Message.Split('\n')[0]}");
                 if (File.Exists(socket)) File.Delete(socket);
