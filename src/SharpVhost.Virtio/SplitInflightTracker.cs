@@ -62,10 +62,9 @@ public sealed unsafe class SplitInflightTracker
             _lastBatchHead = 0;
             return [];
         }
-        byte Flag(int head) => copy[HeaderSize + head * EntrySize];
+        // The copy is ours: flags cleared below are cleared in it too, and only it is read.
+        ref byte Flag(int head) => ref copy[HeaderSize + head * EntrySize];
         ushort NextOf(int head) => BinaryPrimitives.ReadUInt16LittleEndian(copy.AsSpan(HeaderSize + head * EntrySize + 6));
-        var flags = new byte[_size];
-        for (int head = 0; head < _size; head++) flags[head] = Flag(head);
         _lastBatchHead = BinaryPrimitives.ReadUInt16LittleEndian(copy.AsSpan(12));
         ushort recordedUsed = BinaryPrimitives.ReadUInt16LittleEndian(copy.AsSpan(14));
         if (recordedUsed != ringUsedIdx)
@@ -75,7 +74,7 @@ public sealed unsafe class SplitInflightTracker
             int head = _lastBatchHead;
             for (int i = 0; i < batch && i < _size && head < _size; i++)
             {
-                flags[head] = 0;
+                Flag(head) = 0;
                 InflightFlag(head) = 0;
                 head = NextOf(head);
             }
@@ -84,8 +83,8 @@ public sealed unsafe class SplitInflightTracker
         var pending = new List<(ulong Counter, ushort Head)>();
         for (int head = 0; head < _size; head++)
         {
-            if (flags[head] == 0) continue;
-            if (flags[head] != 1) { InflightFlag(head) = 0; continue; } // garbage: not ours
+            if (Flag(head) == 0) continue;
+            if (Flag(head) != 1) { InflightFlag(head) = 0; continue; } // garbage: not ours
             ulong counter = BinaryPrimitives.ReadUInt64LittleEndian(copy.AsSpan(HeaderSize + head * EntrySize + 8));
             pending.Add((counter, (ushort)head));
             _counter = Math.Max(_counter, counter);
