@@ -49,26 +49,7 @@ public class InflightLayoutAttackTests
         h.Ok(FrontEndRequest.SetVringEnable, new VringState((uint)q.Index, 1));
     }
 
-    /// <summary>GET_ID through the packed ring: the queue serves.</summary>
-    private static void AssertServes(HostileFrontend h, RunningPackedQueue q)
-    {
-        var m = h.Memory!;
-        ulong header = m.Allocate(64, 64);
-        var span = m.GetSpan(header, 64);
-        span.Clear();
-        BinaryPrimitives.WriteUInt32LittleEndian(span, VirtioBlk.TypeGetId);
-        span[36] = 0xff;
-        Assert.True(q.Ring.TryAdd([new DriverBuffer(header, 16, false), new DriverBuffer(header + 16, 20, true), new DriverBuffer(header + 36, 1, true)], out _));
-        q.Ring.Publish();
-        q.Kick.Signal();
-        var deadline = DateTime.UtcNow + TestServer.Timeout;
-        while (!q.Ring.TryGetUsed(out _, out _))
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"packed queue {q.Index}: no used buffer");
-            Thread.Sleep(1);
-        }
-        Assert.Equal(VirtioBlk.StatusOk, m.GetSpan(header + 36, 1)[0]);
-    }
+    private static void AssertServes(HostileFrontend h, RunningPackedQueue q) => PackedRingAttackTests.AssertServes(h, q.Index, q.Ring, q.Kick);
 
     private static ulong InflightSize(HostileFrontend h, ushort queues)
     {

@@ -45,8 +45,10 @@ public class PackedRingAttackTests
         h.ShareMemory(1 << 20);
     }
 
-    /// <summary>GET_ID through the well-behaved packed driver: the queue is alive.</summary>
-    private static void AssertServes(HostileFrontend h, PackedQueue q)
+    private static void AssertServes(HostileFrontend h, PackedQueue q) => AssertServes(h, q.Index, q.Ring, q.Kick);
+
+    /// <summary>GET_ID through the well-behaved packed driver: the queue is alive (shared with the inflight layout attacks).</summary>
+    internal static void AssertServes(HostileFrontend h, int index, PackedDriverQueue ring, EventFd kick)
     {
         var m = h.Memory!;
         ulong header = m.Allocate(64, 64);
@@ -54,15 +56,14 @@ public class PackedRingAttackTests
         span.Clear();
         BinaryPrimitives.WriteUInt32LittleEndian(span, VirtioBlk.TypeGetId);
         span[36] = 0xff;
-        Assert.True(q.Ring.TryAdd([new DriverBuffer(header, 16, false), new DriverBuffer(header + 16, 20, true), new DriverBuffer(header + 36, 1, true)], out ushort id));
-        q.Ring.Publish();
-        q.Kick.Signal();
+        Assert.True(ring.TryAdd([new DriverBuffer(header, 16, false), new DriverBuffer(header + 16, 20, true), new DriverBuffer(header + 36, 1, true)], out _));
+        ring.Publish();
+        kick.Signal();
         var deadline = DateTime.UtcNow + Backend.TestServer.Timeout;
-        while (!q.Ring.TryGetUsed(out ushort usedId, out uint length))
+        while (!ring.TryGetUsed(out _, out _))
         {
-            Assert.True(DateTime.UtcNow < deadline, $"packed queue {q.Index}: no used buffer");
+            Assert.True(DateTime.UtcNow < deadline, $"packed queue {index}: no used buffer");
             Thread.Sleep(1);
-            continue;
         }
         Assert.Equal(VirtioBlk.StatusOk, m.GetSpan(header + 36, 1)[0]);
         Assert.Equal("hostile-test", System.Text.Encoding.ASCII.GetString(m.GetSpan(header + 16, 12)));
