@@ -98,7 +98,7 @@ public sealed class BackendProcess : IRunningBackend
     public async Task CrashAsync()
     {
         if (_process.HasExited) return;
-        _process.Kill();
+        _process.Kill(entireProcessTree: true); // the tree: a peer may run under a tracer (NbdServers.Nbdkit)
         using var bounded = new CancellationTokenSource(StopGrace);
         await _process.WaitForExitAsync(bounded.Token);
     }

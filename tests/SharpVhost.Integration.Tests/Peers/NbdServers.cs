@@ -15,15 +15,60 @@ public static class NbdServers
     /// <summary><c>nbdkit -f -U SOCKET [--filter=F ...] PLUGIN ARGS...</c>; arguments after the plugin name are its and the filters' parameters.</summary>
     public static Task<BackendProcess> NbdkitAsync(string socket, string logDirectory, string name, params string[] pluginAndParameters)
     {
-        var nbdkit = Tools.Require("nbdkit", "nbdkit");
         if (File.Exists(socket)) File.Delete(socket); // a killed server leaves its socket behind
-        string[] arguments = ["-f", "-U", socket, .. pluginAndParameters];
-        return StartWithRetryAsync(() => ListeningAsync(BackendProcess.StartAsync(name, nbdkit, arguments, [socket], logDirectory), socket), socket);
+        var (program, arguments) = Nbdkit(logDirectory, name, ["-f", "-U", socket, .. pluginAndParameters]);
+        return StartWithRetryAsync(() => ListeningAsync(BackendProcess.StartAsync(name, program, arguments, [socket], logDirectory), socket), socket, logDirectory, name);
     }
+
+    /// <summary>
+    /// The command that runs nbdkit with <paramref name="arguments"/>. With SHARPVHOST_TRACE_PEER_SIGNALS=1
+    /// it runs under strace recording only the signals nbdkit receives (NAME.signals in the log directory),
+    /// so that an early death names its sender (see <see cref="SignalReport"/>); strace 6.1 has no --kill-on-exit,
+    /// and its only thread is nbdkit's parent, so --exit-with-parent ends nbdkit with it.
+    /// </summary>
+    public static (string Program, string[] Arguments) Nbdkit(string logDirectory, string name, string[] arguments)
+    {
+        var nbdkit = Tools.Require("nbdkit", "nbdkit");
+        if (Environment.GetEnvironmentVariable("SHARPVHOST_TRACE_PEER_SIGNALS") != "1") return (nbdkit, arguments);
+        return (Tools.Require("strace", "strace"),
+            ["-f", "--seccomp-bpf", "-qq", "-e", "trace=none", "-e", "signal=!SIGCHLD", "-o", SignalLog(logDirectory, name), nbdkit, "--exit-with-parent", .. arguments]);
+    }
+
+    /// <summary>What the signal trace of <paramref name="name"/> recorded, each sender's command line beside it (empty without a trace).</summary>
+    public static string SignalReport(string logDirectory, string name)
+    {
+        string path = SignalLog(logDirectory, name);
+        if (!File.Exists(path)) return "";
+        var report = new System.Text.StringBuilder($"[harness] signals received (test host pid {Environment.ProcessId}):\n");
+        foreach (var line in File.ReadLines(path))
+        {
+            report.Append("  ").Append(line);
+            var sender = System.Text.RegularExpressions.Regex.Match(line, @"si_pid=(\d+)");
+            if (sender.Success) report.Append("  <- ").Append(Describe(int.Parse(sender.Groups[1].Value)));
+            report.Append('\n');
+        }
+        return report.ToString();
+
+        static string Describe(int pid)
+        {
+            try
+            {
+                string command = File.ReadAllText($"/proc/{pid}/cmdline").Replace('\0', ' ').Trim();
+                string status = File.ReadAllText($"/proc/{pid}/status");
+                string parent = System.Text.RegularExpressions.Regex.Match(status, @"PPid:\s+(\d+)").Groups[1].Value;
+                string parentCommand = File.Exists($"/proc/{parent}/cmdline") ? File.ReadAllText($"/proc/{parent}/cmdline").Replace('\0', ' ').Trim() : "?";
+                return $"{pid}: {command} (parent {parent}: {parentCommand})";
+            }
+            catch (IOException) { return $"{pid}: gone"; }
+            catch (UnauthorizedAccessException) { return $"{pid}: unreadable"; }
+        }
+    }
+
+    private static string SignalLog(string logDirectory, string name) => Path.Combine(logDirectory, name + ".signals");
 
     // nbdkit has been seen ending (SIGTERM: exit 0 or 143) within ~50 ms of its start on this shared machine,
     // from a sender not yet found; the server is the peer, not what is under test: start it again, twice at most.
-    private static async Task<BackendProcess> StartWithRetryAsync(Func<Task<BackendProcess>> start, string socket)
+    public static async Task<BackendProcess> StartWithRetryAsync(Func<Task<BackendProcess>> start, string? socket, string logDirectory, string name)
     {
         for (int attempt = 1; ; attempt++)
         {
@@ -39,10 +84,12 @@ public static class NbdServers
                 await server.DisposeAsync();
                 throw new InvalidOperationException($"{server.Name} exited ({code}) just after accepting:\n{log}");
             }
-            catch (InvalidOperationException e) when (attempt < 4 && e.Message.Contains(" exited (", StringComparison.Ordinal))
+            catch (InvalidOperationException e) when (e.Message.Contains(" exited (", StringComparison.Ordinal))
             {
-                Console.Error.WriteLine($"[harness] NBD server ended at start, starting it again: {e.Message.Split('\n')[0]}");
-                if (File.Exists(socket)) File.Delete(socket);
+                string signals = SignalReport(logDirectory, name);
+                if (attempt >= 4) throw new InvalidOperationException(e.Message + "\n" + signals, e);
+                Console.Error.WriteLine($"[harness] NBD server ended at start, starting it again: {e.Message.Split('\n')[0]}\n{signals}");
+                if (socket is not null && File.Exists(socket)) File.Delete(socket);
             }
         }
     }

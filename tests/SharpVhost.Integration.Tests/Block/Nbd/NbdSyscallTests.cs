@@ -21,9 +21,13 @@ public sealed partial class NbdSyscallTests
     {
         using var temp = new TempDirectory();
         int port = FreePort();
-        var nbdkit = Tools.Require("nbdkit", "nbdkit");
-        await using var nbd = await BackendProcess.StartAsync("nbdkit-tcp", nbdkit, ["-f", "-i", "127.0.0.1", "-p", port.ToString(), "memory", "16M"], [], temp.Path);
-        await WaitForTcpAsync(port, nbd);
+        var (nbdkit, nbdArguments) = NbdServers.Nbdkit(temp.Path, "nbdkit-tcp", ["-f", "-i", "127.0.0.1", "-p", port.ToString(), "memory", "16M"]);
+        await using var nbd = await NbdServers.StartWithRetryAsync(async () =>
+        {
+            var server = await BackendProcess.StartAsync("nbdkit-tcp", nbdkit, nbdArguments, [], temp.Path);
+            await WaitForTcpAsync(port, server);
+            return server;
+        }, null, temp.Path, "nbdkit-tcp");
 
         var trace = temp.File("strace.txt");
         var socket = temp.File("blk.sock");
