@@ -72,6 +72,9 @@ internal static class NbdProtocol
     /// <summary>The payload limit a client assumes when the server sends no NBD_INFO_BLOCK_SIZE.</summary>
     public const uint DefaultMaxPayload = 32 << 20;
 
+    /// <summary>NBD_ESHUTDOWN: the server is going away; the request was not carried out and may be sent again.</summary>
+    public const uint ErrorShutdown = 108;
+
     /// <summary>NBD error values are Linux errnos for the few the protocol names; anything else is EIO.</summary>
     public static int ToErrno(uint nbdError) => nbdError switch
     {

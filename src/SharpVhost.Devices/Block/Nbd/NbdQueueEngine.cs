@@ -380,7 +380,13 @@ public sealed class NbdQueueEngine : IBlockQueueEngine
             foreach (var slot in _slots)
             {
                 if (slot.State != Sent) continue;
-                if (keep) { slot.State = Queued; slot.Deadline = deadline; _toSend.Enqueue(slot); kept++; }
+                if (keep)
+                {
+                    // What the lost connection delivered of a reply is read again from the next one.
+                    slot.State = Queued; slot.Deadline = deadline; slot.Error = 0; slot.Covered = 0;
+                    _toSend.Enqueue(slot);
+                    kept++;
+                }
                 else { (failing ??= []).Add(slot); failed++; }
             }
             for (int i = 0; i < waiting; i++) _toSend.Enqueue(_toSend.Dequeue());
@@ -502,6 +508,11 @@ public sealed class NbdQueueEngine : IBlockQueueEngine
         return "the engine was disposed";
     }
 
+    // A server shutting down answers what it will not do with ESHUTDOWN and then goes: the request stays
+    // on the wire and the connection is ended as if lost, so that with a reconnect delay it is sent again
+    // to the restarted server (a graceful restart costs the guest nothing) and without one fails with EIO.
+    private const string ShuttingDown = "the server is shutting down (ESHUTDOWN)";
+
     private string? SimpleReply(int fd, ref bool protocolFailure)
     {
         var status = ReceiveInto(fd, _receiveBuffer.Address + 4, NbdProtocol.SimpleReplySize - 4);
@@ -511,6 +522,7 @@ public sealed class NbdQueueEngine : IBlockQueueEngine
         ulong cookie = BinaryPrimitives.ReadUInt64BigEndian(buffer[8..]);
         var slot = Find(cookie);
         if (slot is null) return Protocol(ref protocolFailure, $"simple reply for unknown handle 0x{cookie:x16}");
+        if (error == NbdProtocol.ErrorShutdown) return ShuttingDown;
         if (error == 0 && slot.Command == NbdProtocol.CmdRead)
         {
             // Data follows straight into the guest's buffers.
@@ -580,6 +592,7 @@ public sealed class NbdQueueEngine : IBlockQueueEngine
                 int expected = 6 + messageLength + (type == NbdProtocol.ChunkErrorOffset ? 8 : 0);
                 if (error == 0 || messageLength > length - 6 || type is NbdProtocol.ChunkError or NbdProtocol.ChunkErrorOffset && expected != length)
                     return Protocol(ref protocolFailure, $"malformed error chunk (error {error}, message {messageLength} bytes in {length})");
+                if (error == NbdProtocol.ErrorShutdown) return ShuttingDown;
                 if (slot.Error == 0) slot.Error = NbdProtocol.ToErrno(error);
                 if (_log.IsEnabled(LogLevel.Debug))
                     _log.LogDebug("nbd {Uri}: error {Error} for a request at {Offset}: {Message}", _connector.Uri, error, slot.Offset,

@@ -158,6 +158,53 @@ public sealed class NbdEngineTests
     }
 
     [Fact]
+    public async Task Server_stopped_by_sigterm_during_io_answers_eshutdown_and_the_requests_are_sent_again()
+    {
+        using var temp = new TempDirectory();
+        var socket = temp.File("nbd.sock");
+        var file = temp.File("disk.raw");
+        using (var f = File.Create(file)) f.SetLength(8 * Mib);
+        // nbdkit's delay filter sleeps with nbdkit_nanosleep, which a SIGTERM ends with ESHUTDOWN: every
+        // read in flight is answered "shutting down" before the server goes.
+        string[] slow = ["--filter=delay", "file", file, "delay-read=2"];
+
+        var server = await NbdServers.NbdkitAsync(socket, temp.Path, "nbdkit-term1", slow);
+        using (var engine = Open(NbdServers.UriFor(socket), depth: 8))
+        using (var buffer = new NativeBuffer(4 * 4096))
+        {
+            for (int i = 0; i < 4; i++) Assert.True(engine.Enqueue(new BlockOperation(BlockOperationKind.Read, i * 4096, 4096, [new IoSegment(buffer.Address + i * 4096, 4096)], (ulong)i)));
+            engine.Submit();
+            await Task.Delay(300); // the reads reach the filter's sleep
+            await server.DisposeAsync(); // SIGTERM: nbdkit's own clean stop
+            // Without a reconnect delay ESHUTDOWN ends the connection like a loss: EIO for each.
+            Assert.All(ReapAll(engine, 4).Values, r => Assert.Equal(-5, r));
+            Assert.Equal(0, engine.ProtocolFailures);
+        }
+
+        server = await NbdServers.NbdkitAsync(socket, temp.Path, "nbdkit-term2", slow);
+        var log = new ListLogger();
+        using (var engine = Open(NbdServers.UriFor(socket), depth: 8, new NbdClientOptions { ReconnectDelay = TimeSpan.FromSeconds(60) }, log))
+        using (var written = new NativeBuffer(4096))
+        using (var back = new NativeBuffer(4 * 4096))
+        {
+            Fill(written.Span, 5);
+            Assert.Equal(4096, RunOne(engine, BlockOperationKind.Write, 65536, written, 4096));
+            for (int i = 0; i < 4; i++) Assert.True(engine.Enqueue(new BlockOperation(BlockOperationKind.Read, 65536, 4096, [new IoSegment(back.Address + i * 4096, 4096)], (ulong)i)));
+            engine.Submit();
+            await Task.Delay(300);
+            await server.DisposeAsync();
+            server = await NbdServers.NbdkitAsync(socket, temp.Path, "nbdkit-term2b", "file", file);
+            // With one, the reads answered ESHUTDOWN go to the restarted server and return the data.
+            Assert.All(ReapAll(engine, 4).Values, r => Assert.Equal(4096, r));
+            for (int i = 0; i < 4; i++) Assert.True(back.Span.Slice(i * 4096, 4096).SequenceEqual(written.Span), $"read {i} after the restart");
+            Assert.Equal(1, engine.Reconnects);
+            Assert.Equal(0, engine.Errors);
+            Assert.Contains(log.Lines, l => l.Contains("shutting down (ESHUTDOWN)", StringComparison.Ordinal));
+        }
+        await server.DisposeAsync();
+    }
+
+    [Fact]
     public async Task Server_killed_during_io_fails_requests_at_once_or_keeps_them_for_the_reconnect()
     {
         using var temp = new TempDirectory();
