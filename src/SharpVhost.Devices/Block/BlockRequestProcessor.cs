@@ -90,9 +90,7 @@ internal sealed class BlockRequestProcessor : IQueueProcessor, IDisposable
     public int Process(IDeviceQueue queue, GuestMemory memory, int budget)
     {
         EnsureSlots(queue.Size);
-        Reap();
-        Publish(queue);
-        StartWaiting();
+        Settle(queue);
         int popped = 0;
         while (popped < budget && _waitingCount == 0 && _freeCount > 0)
         {
@@ -112,21 +110,31 @@ internal sealed class BlockRequestProcessor : IQueueProcessor, IDisposable
             Activate(slot, memory.Generation);
             Start(index, slot, queue.Counters);
         }
-        _engine.Submit();
-        Reap();
-        Publish(queue);
+        Settle(queue);
         return popped;
     }
 
-    public int Complete(IDeviceQueue? queue)
+    public int Complete(IDeviceQueue? queue) => Settle(queue);
+
+    /// <summary>
+    /// Submits, takes completions, answers them (or drops them without a queue) and starts what waited for
+    /// the room they freed, until nothing more moves; returns how many requests finished. Waiting requests
+    /// are never left behind while the engine has room: a synchronous engine has no completion fd to wake
+    /// the worker for them, so a guest waiting on such a request would wait forever.
+    /// </summary>
+    private int Settle(IDeviceQueue? queue)
     {
-        Reap();
-        int n = _finishedCount;
-        if (queue is not null) Publish(queue);
-        else Drop();
-        StartWaiting();
-        _engine.Submit();
-        return n;
+        int finished = 0;
+        do
+        {
+            _engine.Submit();
+            Reap();
+            finished += _finishedCount;
+            if (queue is not null) Publish(queue);
+            else Drop();
+        }
+        while (StartWaiting());
+        return finished;
     }
 
     public void CancelInFlight(long olderThanGeneration)
@@ -254,17 +262,22 @@ internal sealed class BlockRequestProcessor : IQueueProcessor, IDisposable
         _waitingCount++;
     }
 
-    /// <summary>Starts what waited for engine room, oldest first (requests keep their order into the engine).</summary>
-    private void StartWaiting()
+    /// <summary>Starts what waited for engine room, oldest first (requests keep their order into the engine); true if it started any operation.</summary>
+    private bool StartWaiting()
     {
+        bool started = false;
         while (_waitingCount > 0)
         {
             int index = _waiting[_waitingHead];
             var slot = _slots[index];
-            if (slot.Active && slot.Started < slot.Operations && !Enqueue(index, slot)) return;
+            int before = slot.Started;
+            bool all = !slot.Active || slot.Started >= slot.Operations || Enqueue(index, slot);
+            started |= slot.Started > before;
+            if (!all) return started;
             _waitingHead = (_waitingHead + 1) % _waiting.Length;
             _waitingCount--;
         }
+        return started;
     }
 
     /// <summary>How many non-empty guest segments a data request moves (header and status byte left out).</summary>
