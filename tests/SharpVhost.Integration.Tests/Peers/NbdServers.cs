@@ -24,14 +24,15 @@ public static class NbdServers
     /// The command that runs nbdkit with <paramref name="arguments"/>. With SHARPVHOST_TRACE_PEER_SIGNALS=1
     /// it runs under strace recording only the signals nbdkit receives (NAME.signals in the log directory),
     /// so that an early death names its sender (see <see cref="SignalReport"/>); strace 6.1 has no --kill-on-exit,
-    /// and its only thread is nbdkit's parent, so --exit-with-parent ends nbdkit with it.
+    /// and its only thread is nbdkit's parent, so --exit-with-parent ends nbdkit with it; -I 1 lets a SIGTERM
+    /// end strace (and so nbdkit, cleanly) as it would nbdkit itself.
     /// </summary>
     public static (string Program, string[] Arguments) Nbdkit(string logDirectory, string name, string[] arguments)
     {
         var nbdkit = Tools.Require("nbdkit", "nbdkit");
         if (Environment.GetEnvironmentVariable("SHARPVHOST_TRACE_PEER_SIGNALS") != "1") return (nbdkit, arguments);
         return (Tools.Require("strace", "strace"),
-            ["-f", "--seccomp-bpf", "-qq", "-e", "trace=none", "-e", "signal=!SIGCHLD", "-o", SignalLog(logDirectory, name), nbdkit, "--exit-with-parent", .. arguments]);
+            ["-f", "--seccomp-bpf", "-I", "1", "-qq", "-e", "trace=none", "-e", "signal=!SIGCHLD", "-o", SignalLog(logDirectory, name), nbdkit, "--exit-with-parent", .. arguments]);
     }
 
     /// <summary>What the signal trace of <paramref name="name"/> recorded, each sender's command line beside it (empty without a trace).</summary>

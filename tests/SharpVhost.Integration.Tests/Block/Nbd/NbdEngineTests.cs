@@ -157,83 +157,49 @@ public sealed class NbdEngineTests
         Assert.Equal(0, RunOne(engine, BlockOperationKind.Flush, 0, null, 0, token: 50));
     }
 
-    [Fact]
-    public async Task Server_stopped_by_sigterm_during_io_answers_eshutdown_and_the_requests_are_sent_again()
-    {
-        using var temp = new TempDirectory();
-        var socket = temp.File("nbd.sock");
-        var file = temp.File("disk.raw");
-        using (var f = File.Create(file)) f.SetLength(8 * Mib);
-        // nbdkit's delay filter sleeps with nbdkit_nanosleep, which a SIGTERM ends with ESHUTDOWN: every
-        // read in flight is answered "shutting down" before the server goes.
-        string[] slow = ["--filter=delay", "file", file, "delay-read=2"];
-
-        var server = await NbdServers.NbdkitAsync(socket, temp.Path, "nbdkit-term1", slow);
-        using (var engine = Open(NbdServers.UriFor(socket), depth: 8))
-        using (var buffer = new NativeBuffer(4 * 4096))
-        {
-            for (int i = 0; i < 4; i++) Assert.True(engine.Enqueue(new BlockOperation(BlockOperationKind.Read, i * 4096, 4096, [new IoSegment(buffer.Address + i * 4096, 4096)], (ulong)i)));
-            engine.Submit();
-            await Task.Delay(300); // the reads reach the filter's sleep
-            await server.DisposeAsync(); // SIGTERM: nbdkit's own clean stop
-            // Without a reconnect delay ESHUTDOWN ends the connection like a loss: EIO for each.
-            Assert.All(ReapAll(engine, 4).Values, r => Assert.Equal(-5, r));
-            Assert.Equal(0, engine.ProtocolFailures);
-        }
-
-        server = await NbdServers.NbdkitAsync(socket, temp.Path, "nbdkit-term2", slow);
-        var log = new ListLogger();
-        using (var engine = Open(NbdServers.UriFor(socket), depth: 8, new NbdClientOptions { ReconnectDelay = TimeSpan.FromSeconds(60) }, log))
-        using (var written = new NativeBuffer(4096))
-        using (var back = new NativeBuffer(4 * 4096))
-        {
-            Fill(written.Span, 5);
-            Assert.Equal(4096, RunOne(engine, BlockOperationKind.Write, 65536, written, 4096));
-            for (int i = 0; i < 4; i++) Assert.True(engine.Enqueue(new BlockOperation(BlockOperationKind.Read, 65536, 4096, [new IoSegment(back.Address + i * 4096, 4096)], (ulong)i)));
-            engine.Submit();
-            await Task.Delay(300);
-            await server.DisposeAsync();
-            server = await NbdServers.NbdkitAsync(socket, temp.Path, "nbdkit-term2b", "file", file);
-            // With one, the reads answered ESHUTDOWN go to the restarted server and return the data.
-            Assert.All(ReapAll(engine, 4).Values, r => Assert.Equal(4096, r));
-            for (int i = 0; i < 4; i++) Assert.True(back.Span.Slice(i * 4096, 4096).SequenceEqual(written.Span), $"read {i} after the restart");
-            Assert.Equal(1, engine.Reconnects);
-            Assert.Equal(0, engine.Errors);
-            Assert.Contains(log.Lines, l => l.Contains("shutting down (ESHUTDOWN)", StringComparison.Ordinal));
-        }
-        await server.DisposeAsync();
-    }
-
-    [Fact]
-    public async Task Server_killed_during_io_fails_requests_at_once_or_keeps_them_for_the_reconnect()
+    /// <summary>
+    /// A server that goes away during I/O, killed (SIGKILL) or stopped cleanly (SIGTERM: nbdkit's delay filter
+    /// sleeps with nbdkit_nanosleep, which the signal ends with an ESHUTDOWN reply for every read in flight).
+    /// Either way the connection has ended: without a reconnect delay the reads fail with EIO and later requests
+    /// succeed once the engine has reconnected by itself; with one, an acknowledged write survives and the reads
+    /// in flight are sent again to the restarted server and return its data.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Server_gone_during_io_fails_requests_at_once_or_keeps_them_for_the_reconnect(bool graceful)
     {
         using var temp = new TempDirectory();
         var socket = temp.File("nbd.sock");
         var file = temp.File("disk.raw");
         using (var f = File.Create(file)) f.SetLength(8 * Mib);
         string[] slow = ["--filter=delay", "file", file, "delay-read=2"];
+        string how = graceful ? "term" : "kill";
+        async Task StopAsync(BackendProcess server)
+        {
+            if (graceful) await Task.Delay(300); // the reads reach the filter's sleep
+            else await server.CrashAsync();
+            await server.DisposeAsync(); // SIGTERM, if still running
+        }
 
-        // Without a reconnect delay: requests on the wire fail with EIO when the server dies; later ones
-        // succeed once the engine has reconnected by itself.
-        var server = await NbdServers.NbdkitAsync(socket, temp.Path, "nbdkit-kill1", slow);
+        var server = await NbdServers.NbdkitAsync(socket, temp.Path, $"nbdkit-{how}1", slow);
         using (var engine = Open(NbdServers.UriFor(socket), depth: 8))
         using (var buffer = new NativeBuffer(8 * 4096))
         {
             for (int i = 0; i < 4; i++) Assert.True(engine.Enqueue(new BlockOperation(BlockOperationKind.Read, i * 4096, 4096, [new IoSegment(buffer.Address + i * 4096, 4096)], (ulong)i)));
             engine.Submit();
-            await server.CrashAsync();
-            await server.DisposeAsync();
+            await StopAsync(server);
             Assert.All(ReapAll(engine, 4).Values, r => Assert.Equal(-5, r));
-            server = await NbdServers.NbdkitAsync(socket, temp.Path, "nbdkit-kill1b", "file", file);
+            Assert.Equal(0, engine.ProtocolFailures);
+            server = await NbdServers.NbdkitAsync(socket, temp.Path, $"nbdkit-{how}1b", "file", file);
             WaitUntil(() => engine.Reconnects > 0, "reconnect");
             Assert.Equal(4096, RunOne(engine, BlockOperationKind.Write, 0, buffer, 4096, token: 10));
         }
         await server.DisposeAsync();
 
-        // With a reconnect delay: an acknowledged write survives, reads in flight at the kill are sent
-        // again to the restarted server and succeed with the data.
-        server = await NbdServers.NbdkitAsync(socket, temp.Path, "nbdkit-kill2", slow);
-        using (var engine = Open(NbdServers.UriFor(socket), depth: 8, new NbdClientOptions { ReconnectDelay = TimeSpan.FromSeconds(60) }))
+        server = await NbdServers.NbdkitAsync(socket, temp.Path, $"nbdkit-{how}2", slow);
+        var log = new ListLogger();
+        using (var engine = Open(NbdServers.UriFor(socket), depth: 8, new NbdClientOptions { ReconnectDelay = TimeSpan.FromSeconds(60) }, log))
         using (var written = new NativeBuffer(4096))
         using (var back = new NativeBuffer(4 * 4096))
         {
@@ -241,12 +207,13 @@ public sealed class NbdEngineTests
             Assert.Equal(4096, RunOne(engine, BlockOperationKind.Write, 65536, written, 4096));
             for (int i = 0; i < 4; i++) Assert.True(engine.Enqueue(new BlockOperation(BlockOperationKind.Read, 65536, 4096, [new IoSegment(back.Address + i * 4096, 4096)], (ulong)i)));
             engine.Submit();
-            await server.CrashAsync();
-            await server.DisposeAsync();
-            server = await NbdServers.NbdkitAsync(socket, temp.Path, "nbdkit-kill2b", "file", file);
+            await StopAsync(server);
+            server = await NbdServers.NbdkitAsync(socket, temp.Path, $"nbdkit-{how}2b", "file", file);
             Assert.All(ReapAll(engine, 4).Values, r => Assert.Equal(4096, r));
             for (int i = 0; i < 4; i++) Assert.True(back.Span.Slice(i * 4096, 4096).SequenceEqual(written.Span), $"read {i} after the reconnect");
             Assert.Equal(1, engine.Reconnects);
+            Assert.Equal(0, engine.Errors);
+            if (graceful) Assert.Contains(log.Lines, l => l.Contains("shutting down (ESHUTDOWN)", StringComparison.Ordinal));
         }
         await server.DisposeAsync();
     }
