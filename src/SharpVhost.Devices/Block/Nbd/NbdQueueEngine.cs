@@ -382,8 +382,11 @@ public sealed class NbdQueueEngine : IBlockQueueEngine
                 if (slot.State != Sent) continue;
                 if (keep)
                 {
-                    // What the lost connection delivered of a reply is read again from the next one.
-                    slot.State = Queued; slot.Deadline = deadline; slot.Error = 0; slot.Covered = 0;
+                    // What the lost connection delivered of a reply is read again from the next one. The
+                    // deadline runs from the first loss: a server that accepts and then goes (or answers
+                    // ESHUTDOWN) again and again cannot keep a request alive forever.
+                    slot.State = Queued; slot.Error = 0; slot.Covered = 0;
+                    if (slot.Deadline == 0) slot.Deadline = deadline;
                     _toSend.Enqueue(slot);
                     kept++;
                 }

@@ -61,7 +61,34 @@ public sealed class HostileNbdServerTests
         await serving;
     }
 
-    private static void Serve(Socket listener, string misbehaviour, CancellationToken stop)
+    [Fact]
+    public async Task A_server_answering_eshutdown_forever_fails_the_request_once_the_reconnect_delay_has_passed()
+    {
+        using var temp = new TempDirectory();
+        var path = temp.File("fake.sock");
+        using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        listener.Bind(new UnixDomainSocketEndPoint(path));
+        listener.Listen();
+        using var stop = new CancellationTokenSource();
+        var serving = Task.Run(() => Serve(listener, "eshutdown", stop.Token, everyConnection: true));
+
+        var log = new ListLogger();
+        using (var engine = Open($"nbd+unix:///?socket={path}", depth: 4, new NbdClientOptions { ReconnectDelay = TimeSpan.FromSeconds(1) }, log))
+        using (var buffer = new NativeBuffer(4096))
+        {
+            // Each ESHUTDOWN ends the connection and the read goes to the next one, until the second since
+            // its first loss is over; then it fails like any request the reconnect delay could not save.
+            Assert.Equal(-5, RunOne(engine, BlockOperationKind.Read, 0, buffer, 4096));
+            Assert.True(engine.Reconnects >= 1, $"{engine.Reconnects} reconnects");
+            Assert.Equal(0, engine.ProtocolFailures);
+            Assert.Contains(log.Lines, line => line.Contains("shutting down (ESHUTDOWN)", StringComparison.Ordinal));
+        }
+        stop.Cancel();
+        listener.Close();
+        await serving;
+    }
+
+    private static void Serve(Socket listener, string misbehaviour, CancellationToken stop, bool everyConnection = false)
     {
         var held = new List<Socket>(); // misbehaving connections stay open: the client must notice by itself
         try
@@ -75,7 +102,7 @@ public sealed class HostileNbdServerTests
                 int number = connection;
                 _ = Task.Run(() =>
                 {
-                    try { Session(client, number == 0 ? misbehaviour : null); }
+                    try { Session(client, number == 0 || everyConnection ? misbehaviour : null); }
                     catch (Exception e) when (e is SocketException or ObjectDisposedException or EndOfStreamException) { }
                 });
             }
@@ -120,6 +147,7 @@ public sealed class HostileNbdServerTests
             uint length = BinaryPrimitives.ReadUInt32BigEndian(request.AsSpan(24));
             if (type == 1) Receive(s, (int)length);
             if (type != 0) { s.Send(SimpleReply(cookie, 0)); continue; }
+            if (misbehaviour == "eshutdown") { s.Send(SimpleReply(cookie, 108)); continue; } // every read, on every connection
             if (first && misbehaviour is not null)
             {
                 first = false;
