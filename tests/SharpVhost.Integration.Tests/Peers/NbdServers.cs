@@ -89,10 +89,11 @@ public static class NbdServers
             {
                 string signals = SignalReport(logDirectory, name);
                 if (attempt >= 4) throw new InvalidOperationException(e.Message + "\n" + signals, e);
-                Console.Error.WriteLine($"[harness] NBD server ended at start, starting it again: {e.Message.Split('\n')[0]}\n{signals}");
+                string ended = e.Message.Split('\n')[0];
+                Console.Error.WriteLine($"[harness] NBD server ended at start, starting it again: {ended}\n{signals}");
                 // A retry that works hides the report from the test's output: keep it where a run can be read afterwards.
                 if (signals.Length > 0)
-                    File.AppendAllText(Path.Combine(Path.GetTempPath(), "sharpvhost-peer-signals.log"), $"{DateTime.UtcNow:O} {e.Message.Split('\n')[0]}\n{signals}");
+                    File.AppendAllText(Path.Combine(Path.GetTempPath(), "sharpvhost-peer-signals.log"), $"{DateTime.UtcNow:O} {ended}\n{signals}");
                 if (socket is not null && File.Exists(socket)) File.Delete(socket);
             }
         }

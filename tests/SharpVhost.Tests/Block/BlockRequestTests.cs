@@ -370,6 +370,7 @@ public class BlockRequestTests
             Assert.True(disk.AsSpan().IndexOfAnyExcept((byte)i) < 0);
         }
     }
+
     [Fact]
     public void ARequestThatWaitedForEngineRoomIsFinishedInTheSamePass()
     {

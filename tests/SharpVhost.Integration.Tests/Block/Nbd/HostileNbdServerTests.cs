@@ -32,16 +32,11 @@ public sealed class HostileNbdServerTests
     public async Task A_bad_reply_fails_its_request_and_the_next_connection_serves(string misbehaviour, string logged, bool drops)
     {
         using var temp = new TempDirectory();
-        var path = temp.File("fake.sock");
-        using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        listener.Bind(new UnixDomainSocketEndPoint(path));
-        listener.Listen();
-        using var stop = new CancellationTokenSource();
-        var serving = Task.Run(() => Serve(listener, misbehaviour, stop.Token));
+        await using var server = new FakeServer(temp.File("fake.sock"), misbehaviour, everyConnection: false);
 
         var log = new ListLogger();
         var options = new NbdClientOptions { ReplyTimeout = TimeSpan.FromMilliseconds(300) };
-        using (var engine = Open($"nbd+unix:///?socket={path}", depth: 4, options, log))
+        using (var engine = Open(server.Uri, depth: 4, options, log))
         using (var buffer = new NativeBuffer(4096))
         {
             Assert.Equal(-5, RunOne(engine, BlockOperationKind.Read, 8192, buffer, 4096));
@@ -56,24 +51,16 @@ public sealed class HostileNbdServerTests
             Assert.Equal(4096, RunOne(engine, BlockOperationKind.Read, 0, buffer, 4096, token: 2));
             Assert.True(buffer.Span.IndexOfAnyExcept(Fill) < 0, "the good connection's data");
         }
-        stop.Cancel();
-        listener.Close();
-        await serving;
     }
 
     [Fact]
     public async Task A_server_answering_eshutdown_forever_fails_the_request_once_the_reconnect_delay_has_passed()
     {
         using var temp = new TempDirectory();
-        var path = temp.File("fake.sock");
-        using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        listener.Bind(new UnixDomainSocketEndPoint(path));
-        listener.Listen();
-        using var stop = new CancellationTokenSource();
-        var serving = Task.Run(() => Serve(listener, "eshutdown", stop.Token, everyConnection: true));
+        await using var server = new FakeServer(temp.File("fake.sock"), "eshutdown", everyConnection: true);
 
         var log = new ListLogger();
-        using (var engine = Open($"nbd+unix:///?socket={path}", depth: 4, new NbdClientOptions { ReconnectDelay = TimeSpan.FromSeconds(1) }, log))
+        using (var engine = Open(server.Uri, depth: 4, new NbdClientOptions { ReconnectDelay = TimeSpan.FromSeconds(1) }, log))
         using (var buffer = new NativeBuffer(4096))
         {
             // Each ESHUTDOWN ends the connection and the read goes to the next one, until the second since
@@ -83,12 +70,35 @@ public sealed class HostileNbdServerTests
             Assert.Equal(0, engine.ProtocolFailures);
             Assert.Contains(log.Lines, line => line.Contains("shutting down (ESHUTDOWN)", StringComparison.Ordinal));
         }
-        stop.Cancel();
-        listener.Close();
-        await serving;
     }
 
-    private static void Serve(Socket listener, string misbehaviour, CancellationToken stop, bool everyConnection = false)
+    /// <summary>The fake server on a Unix socket, serving until disposed; misbehaving on its first connection, or on every one.</summary>
+    private sealed class FakeServer : IAsyncDisposable
+    {
+        private readonly Socket _listener = new(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        private readonly CancellationTokenSource _stop = new();
+        private readonly Task _serving;
+
+        public FakeServer(string path, string misbehaviour, bool everyConnection)
+        {
+            Uri = $"nbd+unix:///?socket={path}";
+            _listener.Bind(new UnixDomainSocketEndPoint(path));
+            _listener.Listen();
+            _serving = Task.Run(() => Serve(_listener, misbehaviour, _stop.Token, everyConnection));
+        }
+
+        public string Uri { get; }
+
+        public async ValueTask DisposeAsync()
+        {
+            _stop.Cancel();
+            _listener.Close();
+            await _serving;
+            _stop.Dispose();
+        }
+    }
+
+    private static void Serve(Socket listener, string misbehaviour, CancellationToken stop, bool everyConnection)
     {
         var held = new List<Socket>(); // misbehaving connections stay open: the client must notice by itself
         try
